@@ -1,0 +1,24 @@
+"""The Python entry points: `vaekit.train(config, out)` and `vaekit.load(run_dir)`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vaekit.config import Config
+from vaekit.engine.checkpoint import Run, load
+from vaekit.engine.trainer import fit, prepare_data
+from vaekit.report import write_report
+
+
+def train(config: Config | dict | None = None, out: str | Path = "runs/vaekit", *, resume: bool = False,
+          report: bool = True, progress: bool = True) -> Run:
+    """Train, checkpoint every epoch, and (by default) write the run's pictures and index.html."""
+    config = config if isinstance(config, Config) else Config.from_dict(config or {})
+    data = prepare_data(config, progress=progress)
+    run = fit(config, out, resume=resume, progress=progress, data=data)
+    if report:
+        held_out = data.val if len(data.val) else data.train[-1000:]
+        write_report(run, held_out, progress=progress)
+    return run
+
+
+__all__ = ["train", "load", "Run", "Config"]

@@ -1,0 +1,208 @@
+"""Typed, strict run configuration: defaults < YAML file < flags < --set key=value.
+
+Every field carries its help text and range in its metadata; the CLI turns each field into
+a flag from that, so a new field is a new flag with no other edit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaekit.errors import ConfigError
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
+           low: float | None = None, high: float | None = None, cli: bool = True) -> Any:
+    """A config field: its default, help text, optional flag name, allowed values or range."""
+    meta = {"help": help, "flag": flag, "choices": choices, "low": low, "high": high, "cli": cli}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data: str = option("digits", "dataset name (mnist, fashion-mnist, kmnist, digits, sprites) or a path to "
+                       "an image folder or .npy/.npz file")
+    data_dir: str | None = option(None, "folder holding existing IDX files (skips the download)")
+    image_size: int | None = option(None, "resize images to this square size (needed for folders of mixed sizes)", low=2)
+    channels: int | None = option(None, "convert images to 1 (grayscale) or 3 (RGB) channels", choices=(1, 3, None))
+    binarize: bool | None = option(None, "re-binarize each training batch x ~ Bernoulli(x) (auto: on for the "
+                                   "Bernoulli likelihood)")
+    val_fraction: float = option(0.05, "fraction of the training images held out (fixed split) for validation",
+                                 low=0.0, high=0.5)
+    limit: int | None = option(None, "use at most this many training images", low=1)
+    mirror: str | None = option(None, "base URL to download IDX datasets from (default: the public mirrors)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = option("mlp", "architecture", flag="model", choices=("mlp", "conv"))
+    latent_dim: int = option(20, "number of latent dimensions", low=1)
+    hidden_dims: tuple[int, ...] | None = option(None, "hidden layer sizes (mlp; default 400) or conv widths "
+                                                 "(conv; default 32,64)")
+    fc_dim: int = option(256, "fully connected layer between conv features and the latent (conv; 0: none)", low=0)
+    likelihood: str = option("bernoulli", "pixel likelihood",
+                             choices=("bernoulli", "gaussian", "gaussian-learned", "logistic-mixture"))
+    gaussian_std: float = option(0.1, "fixed standard deviation of the gaussian likelihood", low=1e-4)
+    mixture_components: int = option(5, "components of the discretized logistic mixture", low=1)
+    image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)
+
+    def __post_init__(self):
+        if self.hidden_dims is not None and (not self.hidden_dims or min(self.hidden_dims) < 1):
+            raise ConfigError(f"model.hidden_dims must be positive sizes, got {self.hidden_dims}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = option(10, "passes over the training images", low=1)
+    batch_size: int = option(128, "images per step", low=1)
+    lr: float = option(1e-3, "peak learning rate (AdamW)", low=0.0)
+    weight_decay: float = option(0.0, "AdamW weight decay", low=0.0)
+    lr_schedule: str = option("constant", "learning-rate schedule after warm-up", choices=("constant", "cosine"))
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps", low=0)
+    grad_clip: float | None = option(None, "clip the gradient norm to this value", low=0.0)
+    ema_decay: float | None = option(None, "keep an exponential moving average of the weights (e.g. 0.999); "
+                                     "evaluation and tasks use it", low=0.0, high=1.0)
+    beta: float = option(1.0, "weight of the KL term (beta-VAE)", low=0.0)
+    kl_warmup_epochs: float = option(0.0, "ramp the KL weight linearly from 0 to beta over this many epochs", low=0.0)
+    free_bits: float = option(0.0, "minimum KL per latent dim in nats (batch average) against posterior collapse",
+                              low=0.0)
+    iwae_k: int = option(1, "importance samples for the IWAE training bound (1: the ELBO)", low=1)
+    seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0)
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
+    bf16: bool = option(False, "bfloat16 autocast for the forward pass on CPU")
+    max_nonfinite_steps: int = option(20, "stop after this many skipped non-finite steps", low=0)
+    init_bias: bool = option(True, "start the decoder's output bias at the data's mean image (Bernoulli)")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return apply_overrides(cls(), d)
+
+    def replace(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with overrides; keys are `section.field`, bare field names or flag names."""
+        return apply_overrides(self, overrides)
+
+
+SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def config_fields():
+    """(section, dataclass field, flag name) for every field, in declaration order."""
+    for section, cls in SECTION_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            yield section, f, (f.metadata.get("flag") or f.name).replace("_", "-")
+
+
+def _key_index() -> dict[str, tuple[str, str]]:
+    index = {}
+    for section, f, flag in config_fields():
+        for key in (f.name, flag, flag.replace("-", "_"), f"{section}.{f.name}"):
+            index[key] = (section, f.name)
+    return index
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in SECTION_CLASSES and not prefix:
+            out.update(_flatten(v, f"{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    index = _key_index()
+    sections = {name: dataclasses.asdict(getattr(config, name)) for name in SECTION_CLASSES}
+    for key, value in _flatten(overrides).items():
+        if key not in index:
+            close = difflib.get_close_matches(key, index, n=1)
+            raise ConfigError(f"unknown config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        section, name = index[key]
+        sections[section][name] = value
+    built = {}
+    for name, cls in SECTION_CLASSES.items():
+        hints = typing.get_type_hints(cls)
+        values = {k: coerce(v, hints[k], f"{name}.{k}") for k, v in sections[name].items()}
+        for f in dataclasses.fields(cls):
+            check_range(f, values[f.name], f"{name}.{f.name}")
+        built[name] = cls(**values)
+    return Config(**built)
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML/flag value to the field's type, or raise a ConfigError naming the key."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "auto")):
+        if optional or value is None and hint is type(None):
+            return None
+        raise ConfigError(f"{key} needs a value")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    origin = typing.get_origin(base)
+    try:
+        if origin is tuple:
+            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            return tuple(int(v) for v in items)
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+                    raise ValueError
+                return value.lower() in ("true", "yes", "on", "1")
+            return bool(value)
+        if base is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if base is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {_type_name(base)}, got {value!r}") from None
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        t, "a comma-separated list of integers")
+
+
+def check_range(f: dataclasses.Field, value: Any, key: str) -> None:
+    meta = f.metadata
+    if value is None:
+        return
+    if meta.get("choices") and value not in meta["choices"]:
+        shown = ", ".join(str(c) for c in meta["choices"] if c is not None)
+        raise ConfigError(f"{key} must be one of {shown}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if meta.get("low") is not None and value < meta["low"]:
+            raise ConfigError(f"{key} must be at least {meta['low']}, got {value}")
+        if meta.get("high") is not None and value > meta["high"]:
+            raise ConfigError(f"{key} must be at most {meta['high']}, got {value}")
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (data, model, train)")
+    return data

@@ -1,0 +1,39 @@
+"""Batches straight from in-memory uint8 tensors: no per-image Python calls, no DataLoader."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+VALIDATION_SEED = 12345  # the validation split never moves with the training seed
+EVAL_BINARIZE_SEED = 0  # the literature's protocol: torch.manual_seed(0); torch.bernoulli(x_test)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 in [0, 1]."""
+    return images.float().div_(255)
+
+
+def binarize_once(images: torch.Tensor, seed: int = EVAL_BINARIZE_SEED) -> torch.Tensor:
+    """A fixed binarization of uint8 images, identical to `torch.manual_seed(seed); torch.bernoulli(x)`."""
+    return torch.bernoulli(to_unit(images), generator=torch.Generator().manual_seed(seed))
+
+
+def split_validation(images: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) by a fixed permutation; the same images are held out in every run."""
+    n_val = int(round(len(images) * fraction))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return images[order[n_val:]], images[order[:n_val]]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """One generator per (seed, epoch), so a resumed run draws exactly what an unbroken one would."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator, binarize: bool) -> Iterator[torch.Tensor]:
+    """Shuffled float batches in [0, 1]; re-binarized each time when `binarize` (dynamic binarization)."""
+    order = torch.randperm(len(images), generator=generator)
+    for start in range(0, len(images), batch_size):
+        x = to_unit(images[order[start:start + batch_size]])
+        yield torch.bernoulli(x, generator=generator) if binarize else x

@@ -1,0 +1,164 @@
+"""Run folders: weights and optimizer state in safetensors, config and trainer state in JSON.
+
+RUN/checkpoint/config.json       the full Config (the model rebuilds from it alone)
+RUN/checkpoint/model.safetensors the weights
+RUN/checkpoint/ema.safetensors   EMA weights, when training kept them (tasks use these)
+RUN/checkpoint/optimizer.safetensors + state.json   what `--resume` needs
+Nothing here goes through pickle.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vaekit.config import Config
+from vaekit.engine.files import atomic_dir
+from vaekit.errors import CheckpointError, VaekitError
+from vaekit.models.vae import VAE
+from vaekit.registry import build_model
+
+FORMAT = 1
+
+
+@dataclass
+class Run:
+    """A trained model with its config and training history, as `vaekit.load` returns it."""
+
+    path: Path
+    config: Config
+    model: VAE
+    history: list[dict]
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """The checkpoint folder of a run; after a crash between swaps, the previous one."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and (run_dir / "model.safetensors").is_file():
+        return run_dir  # a checkpoint folder given directly
+    for name in ("checkpoint", "checkpoint.old"):
+        if (run_dir / name / "model.safetensors").is_file():
+            return run_dir / name
+    return run_dir / "checkpoint"
+
+
+def save_checkpoint(run_dir: str | Path, config: Config, model: VAE, state: dict,
+                    optimizer: torch.optim.Optimizer | None = None, ema: torch.nn.Module | None = None) -> None:
+    with atomic_dir(Path(run_dir) / "checkpoint") as tmp:
+        (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config.to_dict()}, indent=2))
+        save_file(_contiguous(model.state_dict()), tmp / "model.safetensors")
+        if ema is not None:
+            save_file(_contiguous(ema.state_dict()), tmp / "ema.safetensors")
+        opt_json = None
+        if optimizer is not None:
+            tensors, opt_json = _flatten_optimizer(optimizer.state_dict())
+            save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_json}, indent=2))
+
+
+def _contiguous(sd: dict) -> dict:
+    return {k: v.detach().contiguous() for k, v in sd.items()}
+
+
+def _flatten_optimizer(sd: dict) -> tuple[dict, dict]:
+    tensors, scalars = {}, {}
+    for idx, param_state in sd["state"].items():
+        for name, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{name}"] = value.contiguous()
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for key, value in [*tensors.items(), *meta["scalars"].items()]:
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def read_config(run_dir: str | Path) -> Config:
+    path = checkpoint_dir(run_dir) / "config.json"
+    if not Path(run_dir).exists():
+        raise CheckpointError(f"no run folder at {run_dir}")
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a vaekit run folder (no checkpoint/config.json in it)")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+    if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:
+        raise CheckpointError(f"{path} is not a vaekit checkpoint config of format {FORMAT}")
+    try:
+        return Config.from_dict(raw)
+    except VaekitError as e:
+        raise CheckpointError(f"{path} holds an invalid config: {e}") from None
+
+
+def load_weights(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} is missing {path.name}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt or not a safetensors file ({e})") from None
+
+
+def load_model_weights(module: torch.nn.Module, sd: dict, source: Path) -> None:
+    """Load weights, turning a mismatch (a checkpoint of another model) into one clear error."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    wrong = [k for k in set(own) & set(sd) if own[k].shape != sd[k].shape]
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                  else f"{wrong[0]} has shape {tuple(sd[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}")
+        raise CheckpointError(f"the weights in {source} do not fit the model its config describes ({detail})")
+    module.load_state_dict(sd)
+
+
+def load(run_dir: str | Path, ema: bool = True) -> Run:
+    """Rebuild a trained model from its run folder alone: `vaekit.load("runs/mlp")`.
+    EMA weights are used when the run kept them (set `ema=False` for the raw weights)."""
+    config = read_config(run_dir)
+    ckpt = checkpoint_dir(run_dir)
+    model = build_model(config.model)
+    load_model_weights(model, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
+    if ema and (ckpt / "ema.safetensors").is_file():
+        averaged = load_weights(ckpt / "ema.safetensors")
+        load_model_weights(model, {k.removeprefix("module."): v for k, v in averaged.items()
+                                   if k.startswith("module.")}, ckpt / "ema.safetensors")
+    state = read_state(ckpt)
+    model.eval()
+    return Run(Path(run_dir), config, model, state.get("history", []))
+
+
+def read_state(ckpt: Path) -> dict:
+    path = ckpt / "state.json"
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt} is missing state.json")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+
+
+def load_training_state(run_dir: str | Path, model: VAE, optimizer: torch.optim.Optimizer,
+                        ema: torch.nn.Module | None) -> dict:
+    """Restore everything `--resume` needs into the given objects; returns the trainer state."""
+    ckpt = checkpoint_dir(run_dir)
+    load_model_weights(model, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
+    state = read_state(ckpt)
+    if state.get("optimizer") is None:
+        raise CheckpointError(f"{ckpt} holds no optimizer state, so it cannot be resumed")
+    tensors = load_weights(ckpt / "optimizer.safetensors")
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+    if ema is not None:
+        ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
+    return state

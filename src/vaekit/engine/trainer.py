@@ -1,0 +1,187 @@
+"""The training loop: AdamW, warm-up + schedule, KL warm-up, clipping, EMA, a non-finite guard,
+per-epoch validation, atomic checkpoints, and exact resume."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from vaekit.config import Config
+from vaekit.data import ImageDataset, load_dataset
+from vaekit.engine import checkpoint
+from vaekit.engine.batches import batches, epoch_generator, split_validation, to_unit
+from vaekit.engine.files import write_text
+from vaekit.errors import CheckpointError, TrainingError
+from vaekit.losses import LossTerms, elbo_loss, iwae_loss
+from vaekit.models.vae import VAE
+from vaekit.registry import build_model
+
+
+@dataclass
+class TrainData:
+    train: torch.Tensor  # uint8 (N, C, H, W)
+    val: torch.Tensor  # uint8, a fixed held-out part of the training split (may be empty)
+    binarize: bool
+
+
+def prepare_data(config: Config, dataset: ImageDataset | None = None, progress: bool = True) -> TrainData:
+    d = config.data
+    if dataset is None:
+        dataset = load_dataset(d.data, "train", data_dir=d.data_dir, image_size=d.image_size,
+                               channels=d.channels, mirror=d.mirror, progress=progress)
+    train, val = split_validation(dataset.images, d.val_fraction)
+    if d.limit is not None:
+        train = train[: d.limit]
+    binarize = d.binarize if d.binarize is not None else config.model.likelihood == "bernoulli"
+    return TrainData(train.contiguous(), val.contiguous(), binarize)
+
+
+def resolve_config(config: Config, data: TrainData) -> Config:
+    """The config as it will be saved: the image shape comes from the data."""
+    return config.replace({"model.image_shape": tuple(data.train.shape[1:])})
+
+
+def lr_factor(step: int, total: int, cfg) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def kl_weight(step: int, steps_per_epoch: int, cfg) -> float:
+    if cfg.kl_warmup_epochs <= 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch))
+
+
+def compute_loss(model: VAE, x: torch.Tensor, cfg, beta: float, generator: torch.Generator) -> LossTerms:
+    if cfg.iwae_k > 1:
+        return iwae_loss(model, x, cfg.iwae_k, generator)
+    return elbo_loss(model(x, generator=generator), beta=beta, free_bits=cfg.free_bits)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, val: torch.Tensor, binarize: bool, seed: int) -> float | None:
+    """Mean single-sample negative ELBO (nats) on the fixed validation images."""
+    if len(val) == 0:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    model.eval()
+    total = 0.0
+    for x in batches(val, 1000, g, binarize):
+        out = model(x, generator=g)
+        total += -(out.log_px - out.kl).sum().item()
+    model.train()
+    return total / len(val)
+
+
+def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+        data: TrainData | None = None) -> checkpoint.Run:
+    """Train the model `config` describes and keep it in `run_dir`; returns the loaded run."""
+    run_dir = Path(run_dir)
+    has_run = checkpoint.checkpoint_dir(run_dir).joinpath("model.safetensors").is_file()
+    if resume and not has_run:
+        raise CheckpointError(f"nothing to resume: {run_dir} holds no checkpoint")
+    if not resume and has_run:
+        raise CheckpointError(f"{run_dir} already holds a trained run; pass --resume to continue it "
+                              "or choose another --out")
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    data = data or prepare_data(config, progress=progress)
+    config = resolve_config(config, data)
+    if resume:
+        check_same_run(checkpoint.read_config(run_dir), config, run_dir)
+
+    torch.manual_seed(tc.seed)
+    model = build_model(config.model)
+    if tc.init_bias:
+        model.init_output_bias(to_unit(data.train[:10000]).mean(0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True) \
+        if tc.ema_decay else None
+    state = {"epoch": 0, "step": 0, "nonfinite_steps": 0, "history": []}
+    if resume:
+        state = checkpoint.load_training_state(run_dir, model, optimizer, ema)
+
+    steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
+    total_steps = steps_per_epoch * tc.epochs
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if tc.bf16 else contextlib.nullcontext
+    model.train()
+    for epoch in range(state["epoch"], tc.epochs):
+        g = epoch_generator(tc.seed, epoch)
+        started = time.perf_counter()
+        sums = torch.zeros(3)
+        bar = tqdm(batches(data.train, tc.batch_size, g, data.binarize), total=steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not progress, leave=False)
+        for i, x in enumerate(bar):
+            step = state["step"]
+            for group in optimizer.param_groups:
+                group["lr"] = tc.lr * lr_factor(step, total_steps, tc)
+            with autocast():
+                terms = compute_loss(model, x, tc, kl_weight(step, steps_per_epoch, tc), g)
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip else None
+            if not math.isfinite(terms.loss.item()) or (grad_norm is not None and not torch.isfinite(grad_norm)):
+                skip_step(state, tc, epoch, run_dir)
+                continue
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            state["step"] += 1
+            sums += torch.stack([terms.neg_elbo, terms.recon, terms.kl]) * len(x)
+            if i % 50 == 0:
+                bar.set_postfix(loss=f"{terms.neg_elbo.item():.2f}")
+        seconds = time.perf_counter() - started
+        eval_model = ema.module if ema is not None else model
+        neg_elbo, recon, kl = (sums / len(data.train)).tolist()
+        state["history"].append({
+            "epoch": epoch + 1, "step": state["step"], "train_neg_elbo_nats": neg_elbo, "train_recon_nats": recon,
+            "train_kl_nats": kl, "val_neg_elbo_nats": validate(eval_model, data.val, data.binarize, tc.seed),
+            "seconds": seconds, "images_per_second": len(data.train) / seconds,
+            "lr": optimizer.param_groups[0]["lr"], "nonfinite_steps": state["nonfinite_steps"]})
+        state["epoch"] = epoch + 1
+        checkpoint.save_checkpoint(run_dir, config, model, state, optimizer, ema)
+        write_text(run_dir / "metrics.jsonl", "".join(json_line(h) for h in state["history"]))
+        if progress and ((epoch + 1) % max(1, tc.epochs // 20) == 0 or epoch + 1 == tc.epochs):
+            h = state["history"][-1]
+            val = f", val -ELBO {h['val_neg_elbo_nats']:.2f}" if h["val_neg_elbo_nats"] is not None else ""
+            tqdm.write(f"epoch {epoch + 1}/{tc.epochs}: train -ELBO {neg_elbo:.2f} nats{val} "
+                       f"({h['images_per_second']:.0f} images/s)")
+    return checkpoint.load(run_dir)
+
+
+def skip_step(state: dict, tc, epoch: int, run_dir: Path) -> None:
+    """Count a non-finite step instead of applying it; give up clearly after too many."""
+    state["nonfinite_steps"] += 1
+    if state["nonfinite_steps"] > tc.max_nonfinite_steps:
+        raise TrainingError(
+            f"training stopped in epoch {epoch + 1}: {state['nonfinite_steps']} steps had a non-finite loss or "
+            f"gradient; the last good checkpoint is in {run_dir} (try a lower --lr or set --grad-clip)")
+
+
+def check_same_run(saved: Config, new: Config, run_dir: Path) -> None:
+    """Resuming is only exact with the same settings; only the epoch count may grow."""
+    a, b = saved.to_dict(), new.to_dict()
+    a["train"].pop("epochs"), b["train"].pop("epochs")
+    a["train"].pop("threads"), b["train"].pop("threads")
+    for section in a:
+        for key in a[section]:
+            if a[section][key] != b[section][key]:
+                raise CheckpointError(
+                    f"{run_dir} was trained with {section}.{key}={a[section][key]!r}, not {b[section][key]!r}; "
+                    "resume with the same settings or choose another --out")
+
+
+def json_line(obj: dict) -> str:
+    return json.dumps(obj) + "\n"

@@ -1,0 +1,55 @@
+"""Training objectives as pure functions of model outputs (per-image values in nats)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vaekit.models.vae import VAE, VAEOutput
+
+
+@dataclass
+class LossTerms:
+    loss: torch.Tensor  # what to minimize (scalar)
+    neg_elbo: torch.Tensor  # -ELBO (or -IWAE bound), batch mean, nats
+    recon: torch.Tensor  # -log p(x|z), batch mean, nats
+    kl: torch.Tensor  # KL(q||p), batch mean, nats
+
+
+def elbo_loss(out: VAEOutput, beta: float = 1.0, free_bits: float = 0.0) -> LossTerms:
+    """-(E[log p(x|z)] - beta * KL), with optional free bits (Kingma et al. 2016): each latent
+    dim's batch-averaged KL counts as at least `free_bits` nats in the loss."""
+    recon = -out.log_px.mean()
+    kl_dims = out.kl_per_dim.mean(0)  # (D,)
+    kl = kl_dims.sum()
+    kl_term = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl
+    return LossTerms(recon + beta * kl_term, (recon + kl).detach(), recon.detach(), kl.detach())
+
+
+def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
+
+
+def iwae_loss(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+              target: torch.Tensor | None = None) -> LossTerms:
+    """The importance-weighted bound with k samples (Burda et al. 2016); tighter than the ELBO
+    for k > 1. recon/kl are reported from the first sample for monitoring only."""
+    posterior = model.encode(x)
+    log_w = model.log_weights(x, k, generator, target, posterior)  # (k, B)
+    bound = log_mean_exp(log_w).mean()
+    kl = posterior.kl().mean().detach()
+    return LossTerms(-bound, -bound.detach(), (-bound.detach() - kl), kl)
+
+
+@torch.no_grad()
+def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+               chunk: int = 256) -> torch.Tensor:
+    """log p(x) >= log (1/k) sum_i w_i per image, (B,), evaluated in chunks of samples so that
+    k in the thousands fits in memory (the chunks' log-sum-exps combine exactly)."""
+    posterior = model.encode(x)
+    parts = []
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        parts.append(torch.logsumexp(model.log_weights(x, n, generator, posterior=posterior), 0))
+    return torch.logsumexp(torch.stack(parts), 0) - math.log(k)

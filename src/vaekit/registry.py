@@ -1,0 +1,46 @@
+"""The one name -> builder map for architectures and likelihoods; the CLI and configs read it."""
+from __future__ import annotations
+
+from typing import Callable
+
+from vaekit.config import ModelConfig
+from vaekit.errors import ConfigError
+from vaekit.models.decoders import ConvDecoder, MLPDecoder
+from vaekit.models.encoders import ConvEncoder, MLPEncoder
+from vaekit.models.likelihoods import Bernoulli, DiscretizedLogisticMixture, Gaussian, Likelihood
+from vaekit.models.priors import StandardNormal
+from vaekit.models.vae import VAE
+
+LIKELIHOODS: dict[str, Callable[[ModelConfig], Likelihood]] = {
+    "bernoulli": lambda cfg: Bernoulli(),
+    "gaussian": lambda cfg: Gaussian(std=cfg.gaussian_std),
+    "gaussian-learned": lambda cfg: Gaussian(std=None),
+    "logistic-mixture": lambda cfg: DiscretizedLogisticMixture(cfg.mixture_components),
+}
+
+
+def _mlp(cfg: ModelConfig, shape, likelihood: Likelihood) -> VAE:
+    hidden = cfg.hidden_dims or (400,)
+    return VAE(MLPEncoder(shape, hidden, cfg.latent_dim),
+               MLPDecoder(shape, hidden[::-1], cfg.latent_dim, likelihood.params_per_channel),
+               StandardNormal(cfg.latent_dim), likelihood, shape)
+
+
+def _conv(cfg: ModelConfig, shape, likelihood: Likelihood) -> VAE:
+    widths = cfg.hidden_dims or (32, 64)
+    return VAE(ConvEncoder(shape, widths, cfg.latent_dim, cfg.fc_dim),
+               ConvDecoder(shape, widths, cfg.latent_dim, cfg.fc_dim, likelihood.params_per_channel),
+               StandardNormal(cfg.latent_dim), likelihood, shape)
+
+
+ARCHITECTURES: dict[str, Callable[..., VAE]] = {"mlp": _mlp, "conv": _conv}
+
+
+def build_model(cfg: ModelConfig) -> VAE:
+    """The model a config describes; `cfg.image_shape` must be set (training sets it from the data)."""
+    if cfg.image_shape is None or len(cfg.image_shape) != 3:
+        raise ConfigError("model.image_shape (channels, height, width) must be set before building the model")
+    for table, name, what in ((ARCHITECTURES, cfg.arch, "architecture"), (LIKELIHOODS, cfg.likelihood, "likelihood")):
+        if name not in table:
+            raise ConfigError(f"unknown {what} {name!r}; choose one of {', '.join(table)}")
+    return ARCHITECTURES[cfg.arch](cfg, tuple(cfg.image_shape), LIKELIHOODS[cfg.likelihood](cfg))

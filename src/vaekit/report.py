@@ -1,0 +1,102 @@
+"""The pictures and page a run folder shows a person: samples, reconstructions, interpolations,
+traversals, the loss curve, metrics, and an index.html that puts them together."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import torch
+
+from vaekit.engine.batches import binarize_once, to_unit
+from vaekit.engine.checkpoint import Run
+from vaekit.engine.files import atomic_path, write_json, write_text
+from vaekit.imaging import save_grid
+from vaekit.metrics import evaluate
+from vaekit.tasks.generate import interpolate, most_active_dims, traverse
+
+
+def prepare_eval_images(images: torch.Tensor, binarize: bool) -> torch.Tensor:
+    """uint8 -> float in [0, 1]; binarized once with the fixed protocol seed when the model is Bernoulli."""
+    return binarize_once(images) if binarize else to_unit(images)
+
+
+def plot_history(history: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, [h["train_neg_elbo_nats"] for h in history], label="train", marker=".")
+    val = [(h["epoch"], h["val_neg_elbo_nats"]) for h in history if h.get("val_neg_elbo_nats") is not None]
+    if val:
+        ax.plot(*zip(*val), label="validation", marker=".")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative ELBO (nats per image)")
+    ax.set_title("training curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = None, seed: int = 0,
+                 iwae_k: int = 100, progress: bool = True) -> Path:
+    """Write the run's pictures, metrics.json and index.html; `held_out` are uint8 images the
+    model did not train on. Returns the path of index.html."""
+    out = Path(out_dir or run.path)
+    model = run.model.eval()
+    binarize = run.config.data.binarize if run.config.data.binarize is not None \
+        else run.config.model.likelihood == "bernoulli"
+    x = to_unit(held_out[:1000])  # pictures show the images as they are; metrics use the protocol's binarization
+    g = torch.Generator().manual_seed(seed)
+    files = {
+        "samples.png": save_grid(out / "samples.png", model.sample(64, generator=g), nrow=8),
+        "reconstructions.png": save_grid(out / "reconstructions.png",
+                                         torch.cat([x[:16], model.reconstruct(x[:16])]), nrow=16),
+        "interpolation.png": save_grid(out / "interpolation.png", torch.cat(
+            [interpolate(model, x[2 * i], x[2 * i + 1], steps=10) for i in range(min(4, len(x) // 2))]), nrow=10),
+        "traversal.png": save_grid(out / "traversal.png",
+                                   traverse(model, most_active_dims(model, x, 8), steps=9), nrow=9),
+    }
+    x = prepare_eval_images(held_out[:1000], binarize)
+    if run.history:
+        files["loss.png"] = plot_history(run.history, out / "loss.png")
+    metrics = {"split": "held-out", **evaluate(model, x, iwae_k=iwae_k, generator=g, progress=progress)}
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "index.html", render_html(run, metrics, list(files)))
+    return out / "index.html"
+
+
+CAPTIONS = {
+    "samples.png": "Samples from the prior (expected pixel values)",
+    "reconstructions.png": "Held-out inputs (top) and their reconstructions (bottom)",
+    "interpolation.png": "Linear interpolation between the latent codes of held-out pairs",
+    "traversal.png": "Latent traversals: one row per latent dimension (most used first), -2.5 to +2.5",
+    "loss.png": "Negative ELBO per epoch",
+}
+
+
+def render_html(run: Run, metrics: dict, images: list[str]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" if isinstance(v, float)
+                   else f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in metrics.items())
+    figures = "".join(f'<figure><img src="{name}" alt="{name}"><figcaption>{html.escape(CAPTIONS[name])}'
+                      f"</figcaption></figure>" for name in images)
+    config = html.escape(json.dumps(run.config.to_dict(), indent=2))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>vaekit run: {html.escape(run.path.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+figure{{display:inline-block;margin:1em;vertical-align:top}}img{{image-rendering:pixelated;max-width:100%}}
+table{{border-collapse:collapse}}td{{border:1px solid #ccc;padding:4px 10px}}</style></head>
+<body><h1>vaekit run: {html.escape(run.path.name)}</h1>
+<p>{html.escape(run.config.model.arch)} VAE, {run.config.model.latent_dim} latent dims,
+{html.escape(run.config.model.likelihood)} likelihood, trained on {html.escape(run.config.data.data)}.</p>
+<h2>Metrics on held-out images</h2><table>{rows}</table>
+<h2>Pictures</h2>{figures}
+<h2>Config</h2><pre>{config}</pre></body></html>
+"""

@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny datasets and configs so every test runs in seconds on CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaekit.config import Config
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+
+
+def tiny_config(**overrides) -> Config:
+    base = {"data": {"data": "digits", "val_fraction": 0.1, "limit": 256},
+            "model": {"arch": "mlp", "latent_dim": 4, "hidden_dims": (32,)},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "seed": 0}}
+    return Config.from_dict(base).replace(overrides)
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny trained run (with its report) shared by the read-only tests."""
+    import vaekit
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return vaekit.train(tiny_config(ema_decay=0.9), out, progress=False)

@@ -1,0 +1,120 @@
+"""The CLI end to end on a tiny config, and its errors: one sentence, exit code 2."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.cli.main import main
+
+TINY = ["--data", "digits", "--limit", "200", "--latent-dim", "3", "--hidden-dims", "16", "--epochs", "2",
+        "--batch-size", "50"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--out", str(out), "--set", "beta=2", "--set", "ema_decay=0.9"]) == 0
+    return out
+
+
+@pytest.fixture
+def digit_pngs(tmp_path):
+    paths = []
+    for i, size in enumerate([(8, 8), (40, 30)]):
+        array = (np.random.default_rng(i).random(size[::-1]) * 255).astype(np.uint8)
+        Image.fromarray(array).save(tmp_path / f"d{i}.png")
+        paths.append(str(tmp_path / f"d{i}.png"))
+    return paths
+
+
+def test_train_writes_a_full_run(run_dir, capsys):
+    config = json.loads((run_dir / "checkpoint/config.json").read_text())
+    assert config["train"]["beta"] == 2.0 and config["train"]["ema_decay"] == 0.9
+    assert config["model"]["image_shape"] == [1, 8, 8]
+    for name in ("index.html", "samples.png", "loss.png", "metrics.json", "metrics.jsonl"):
+        assert (run_dir / name).exists()
+
+
+def test_train_from_yaml_with_overrides(tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("data:\n  data: digits\n  limit: 100\nmodel:\n  arch: conv\n  hidden_dims: [4, 8]\n"
+                         "  fc_dim: 16\n  latent_dim: 2\ntrain:\n  epochs: 1\n")
+    assert main(["train", str(yaml_path), "--out", str(tmp_path / "r"), "--latent-dim", "3", "--no-report"]) == 0
+    config = json.loads((tmp_path / "r/checkpoint/config.json").read_text())
+    assert config["model"]["arch"] == "conv" and config["model"]["latent_dim"] == 3
+    assert not (tmp_path / "r/index.html").exists()
+
+
+def test_sample_reconstruct_interpolate_traverse(run_dir, digit_pngs, tmp_path):
+    assert main(["sample", str(run_dir), "-n", "10", "-o", str(tmp_path / "s.png"), "--temperature", "0.5"]) == 0
+    assert Image.open(tmp_path / "s.png").size[0] > 0
+    assert main(["reconstruct", str(run_dir), *digit_pngs, "-o", str(tmp_path / "rec")]) == 0
+    assert Image.open(tmp_path / "rec/d1_recon.png").size == (8, 8)
+    assert (tmp_path / "rec/comparison.png").exists()
+    assert main(["interpolate", str(run_dir), *digit_pngs, "-o", str(tmp_path / "i.png"), "--spherical"]) == 0
+    assert main(["traverse", str(run_dir), "--dims", "0,2", "-o", str(tmp_path / "t.png")]) == 0
+    assert Image.open(tmp_path / "t.png").size[1] < Image.open(tmp_path / "t.png").size[0]
+
+
+def test_same_seed_same_samples(run_dir, tmp_path):
+    for name in ("a", "b"):
+        assert main(["sample", str(run_dir), "-n", "4", "--seed", "3", "-o", str(tmp_path / f"{name}.png")]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_eval_prints_json(run_dir, capsys, tmp_path):
+    assert main(["eval", str(run_dir), "--split", "test", "--iwae", "20", "-o", str(tmp_path / "m.json")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["binarized"] is True and result["iwae_k"] == 20 and result["n_images"] == 297
+    for key in ("neg_elbo_nats", "iwae_nll_nats", "recon_nats", "kl_nats", "bits_per_dim"):
+        assert np.isfinite(result[key])
+    assert result["iwae_nll_nats"] <= result["neg_elbo_nats"] + 0.5
+    assert json.loads((tmp_path / "m.json").read_text()) == result
+
+
+def test_resume_continues_from_the_cli(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["train", *TINY, "--epochs", "3", "--set", "beta=2", "--set", "ema_decay=0.9", "--out", str(copy),
+                 "--no-report", "--resume"]) == 0
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+
+
+def error_of(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_errors_are_one_sentence(run_dir, capsys, tmp_path, digit_pngs):
+    assert "no run folder" in error_of(capsys, ["sample", str(tmp_path / "nope"), "-o", str(tmp_path / "x.png")])
+    assert "unknown config key 'betta'" in error_of(
+        capsys, ["train", *TINY, "--out", str(tmp_path / "r"), "--set", "betta=2"])
+    assert "--set takes KEY=VALUE" in error_of(capsys, ["train", *TINY, "--out", str(tmp_path / "r"), "--set", "beta"])
+    assert "train.lr must be at least 0" in error_of(capsys, ["train", *TINY, "--out", str(tmp_path / "r"),
+                                                             "--lr", "-1"])
+    assert "already holds a trained run" in error_of(capsys, ["train", *TINY, "--out", str(run_dir)])
+    assert "does not exist" in error_of(capsys, ["reconstruct", str(run_dir), str(tmp_path / "missing.png"),
+                                                 "-o", str(tmp_path / "o")])
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
+    assert "cannot read image" in error_of(capsys, ["interpolate", str(run_dir), str(tmp_path / "bad.png"),
+                                                    digit_pngs[0], "-o", str(tmp_path / "o.png")])
+    assert "takes images of shape 1x8x8" in error_of(capsys, ["eval", str(run_dir), "--data", "sprites"])
+    assert "--dims must lie in 0..2" in error_of(capsys, ["traverse", str(run_dir), "--dims", "5",
+                                                          "-o", str(tmp_path / "t.png")])
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "t.png").exists()
+
+
+def test_help_lists_every_flag_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--batch-size", "--lr", "--seed", "--threads", "--data-dir", "--latent-dim", "--beta",
+                 "--free-bits", "--kl-warmup-epochs", "--iwae-k", "--ema-decay", "--grad-clip"):
+        assert flag in out
+    assert "(default: 128)" in out

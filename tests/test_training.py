@@ -1,0 +1,175 @@
+import json
+
+import pytest
+import torch
+
+import vaekit
+from vaekit.engine import checkpoint, trainer
+from vaekit.engine.trainer import fit
+from vaekit.errors import CheckpointError, TrainingError
+from vaekit.registry import build_model
+from conftest import tiny_config
+
+
+def weights(run_dir):
+    return checkpoint.load_weights(checkpoint.checkpoint_dir(run_dir) / "model.safetensors")
+
+
+def test_one_step_changes_every_weight(tmp_path):
+    cfg = tiny_config(epochs=1, limit=64, batch_size=64, image_shape=(1, 8, 8))
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in build_model(cfg.model).state_dict().items()}
+    fit(cfg, tmp_path / "run", progress=False)
+    after = weights(tmp_path / "run")
+    assert set(before) == set(after)
+    for name in before:
+        assert not torch.equal(before[name], after[name]), f"{name} did not change"
+
+
+def test_training_lowers_the_loss(tmp_path):
+    run = fit(tiny_config(epochs=6, limit=None), tmp_path / "run", progress=False)
+    losses = [h["train_neg_elbo_nats"] for h in run.history]
+    assert losses[-1] < losses[0] - 0.2
+    assert all(h["val_neg_elbo_nats"] is not None for h in run.history)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 7))
+
+
+def test_same_seed_same_weights(tmp_path):
+    fit(tiny_config(), tmp_path / "a", progress=False)
+    fit(tiny_config(), tmp_path / "b", progress=False)
+    fit(tiny_config(seed=1), tmp_path / "c", progress=False)
+    a, b, c = weights(tmp_path / "a"), weights(tmp_path / "b"), weights(tmp_path / "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    cfg = tiny_config(epochs=3, ema_decay=0.9, lr_schedule="cosine", warmup_steps=3, kl_warmup_epochs=1.5,
+                      grad_clip=5.0)
+    fit(cfg, tmp_path / "whole", progress=False)
+
+    real = trainer.compute_loss
+    calls = {"n": 0}
+
+    def dies_mid_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # epoch 2, second batch (4 batches per epoch)
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "compute_loss", dies_mid_epoch_two)
+    with pytest.raises(Killed):
+        fit(cfg, tmp_path / "broken", progress=False)
+    assert json.loads((tmp_path / "broken/checkpoint/state.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(trainer, "compute_loss", real)
+    resumed = fit(cfg, tmp_path / "broken", resume=True, progress=False)
+
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "broken")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    ema_a = checkpoint.load_weights(tmp_path / "whole/checkpoint/ema.safetensors")
+    ema_b = checkpoint.load_weights(tmp_path / "broken/checkpoint/ema.safetensors")
+    for k in ema_a:
+        torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-6, atol=1e-7)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def test_resume_refuses_other_settings_and_existing_runs(tmp_path):
+    fit(tiny_config(epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="already holds a trained run"):
+        fit(tiny_config(epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="model.latent_dim=4, not 5"):
+        fit(tiny_config(epochs=2, latent_dim=5), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        fit(tiny_config(), tmp_path / "empty", resume=True, progress=False)
+    longer = fit(tiny_config(epochs=2), tmp_path / "run", resume=True, progress=False)
+    assert len(longer.history) == 2
+
+
+def nan_after(real, start, stop):
+    calls = {"n": 0}
+
+    def compute(*args, **kwargs):
+        calls["n"] += 1
+        terms = real(*args, **kwargs)
+        if start <= calls["n"] < stop:
+            terms.loss = terms.loss * float("nan")
+        return terms
+
+    return compute
+
+
+def test_nonfinite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "compute_loss", nan_after(trainer.compute_loss, 2, 5))
+    run = fit(tiny_config(epochs=1, max_nonfinite_steps=5), tmp_path / "run", progress=False)
+    assert run.history[-1]["nonfinite_steps"] == 3
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+
+def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "compute_loss", nan_after(trainer.compute_loss, 5, 10**9))
+    with pytest.raises(TrainingError, match="non-finite loss.*last good checkpoint"):
+        fit(tiny_config(epochs=3, max_nonfinite_steps=2), tmp_path / "run", progress=False)
+    state = json.loads((tmp_path / "run/checkpoint/state.json").read_text())
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "run").values())
+
+
+def test_load_round_trip_gives_the_same_model(trained_run):
+    again = vaekit.load(trained_run.path)
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(again.model.reconstruct(x), trained_run.model.reconstruct(x))
+    raw = vaekit.load(trained_run.path, ema=False)
+    assert not torch.equal(raw.model.reconstruct(x), again.model.reconstruct(x))  # EMA weights differ
+    assert again.config == trained_run.config
+    posterior = again.model.encode(x)
+    assert posterior.sample(torch.Generator().manual_seed(0)).shape == (3, 4)
+    assert posterior.kl().shape == (3,) and posterior.mean.shape == (3, 4)
+
+
+def test_checkpoint_is_not_pickle(trained_run):
+    files = sorted(p.name for p in (trained_run.path / "checkpoint").iterdir())
+    assert files == ["config.json", "ema.safetensors", "model.safetensors", "optimizer.safetensors", "state.json"]
+
+
+def test_bad_checkpoints_are_clear_errors(trained_run, tmp_path):
+    import shutil
+
+    with pytest.raises(CheckpointError, match="no run folder"):
+        vaekit.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a vaekit run folder"):
+        vaekit.load(tmp_path / "empty")
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run.path, broken)
+    (broken / "checkpoint/model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt or not a safetensors file"):
+        vaekit.load(broken)
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_run.path, other)
+    cfg = json.loads((other / "checkpoint/config.json").read_text())
+    cfg["model"]["latent_dim"] = 7
+    (other / "checkpoint/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        vaekit.load(other)
+
+    cfg["model"]["depth"] = 3
+    (other / "checkpoint/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="invalid config.*unknown config key 'model.depth'"):
+        vaekit.load(other)
+
+
+def test_report_files(trained_run):
+    for name in ("index.html", "samples.png", "reconstructions.png", "interpolation.png", "traversal.png",
+                 "loss.png", "metrics.json"):
+        assert (trained_run.path / name).stat().st_size > 0, name
+    metrics = json.loads((trained_run.path / "metrics.json").read_text())
+    assert metrics["iwae_nll_nats"] <= metrics["neg_elbo_nats"] + 0.5
+    assert "samples.png" in (trained_run.path / "index.html").read_text()
