@@ -23,7 +23,7 @@ def test_round_trip_through_dict():
     ({"likelihood": "poisson"}, "model.likelihood must be one of bernoulli"),
     ({"model": "transformer"}, "model.arch must be one of mlp, conv"),
     ({"val_fraction": 0.9}, "data.val_fraction must be at most 0.5"),
-    ({"bf16": "maybe"}, "train.bf16 must be true or false"),
+    ({"init_bias": "maybe"}, "train.init_bias must be true or false"),
 ])
 def test_bad_values_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -43,3 +43,12 @@ def test_yaml_sections(tmp_path):
         load_yaml(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        Config.from_dict(load_yaml(path))

@@ -75,7 +75,6 @@ class TrainConfig:
     iwae_k: int = option(1, "importance samples for the IWAE training bound (1: the ELBO)", low=1)
     seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
-    bf16: bool = option(False, "bfloat16 autocast for the forward pass on CPU")
     max_nonfinite_steps: int = option(20, "stop after this many skipped non-finite steps", low=0)
     init_bias: bool = option(True, "start the decoder's output bias at the data's mean image (Bernoulli)")
 

@@ -2,7 +2,6 @@
 per-epoch validation, atomic checkpoints, and exact resume."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -46,6 +45,15 @@ def prepare_data(config: Config, dataset: ImageDataset | None = None, progress: 
 def resolve_config(config: Config, data: TrainData) -> Config:
     """The config as it will be saved: the image shape comes from the data."""
     return config.replace({"model.image_shape": tuple(data.train.shape[1:])})
+
+
+def make_optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where this torch has it (CPU since 2.4): one pass over the
+    weights instead of a dozen, about 15% of a small model's step on CPU."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
 
 
 def lr_factor(step: int, total: int, cfg) -> float:
@@ -106,7 +114,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     model = build_model(config.model)
     if tc.init_bias:
         model.init_output_bias(to_unit(data.train[:10000]).mean(0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
+    optimizer = make_optimizer(model, tc)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True) \
         if tc.ema_decay else None
     state = {"epoch": 0, "step": 0, "nonfinite_steps": 0, "history": []}
@@ -115,7 +123,6 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
 
     steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
     total_steps = steps_per_epoch * tc.epochs
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if tc.bf16 else contextlib.nullcontext
     model.train()
     for epoch in range(state["epoch"], tc.epochs):
         g = epoch_generator(tc.seed, epoch)
@@ -127,8 +134,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
             step = state["step"]
             for group in optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(step, total_steps, tc)
-            with autocast():
-                terms = compute_loss(model, x, tc, kl_weight(step, steps_per_epoch, tc), g)
+            terms = compute_loss(model, x, tc, kl_weight(step, steps_per_epoch, tc), g)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip else None

@@ -1,0 +1,86 @@
+"""Shared by the benchmark scripts: data location, machine description, JSON output, the
+PyTorch example's VAE as the reference peer."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def default_mnist_dir() -> str | None:
+    """The shared IDX copy when it is there; otherwise vaekit downloads MNIST itself."""
+    return str(SHARED_MNIST) if SHARED_MNIST.is_dir() else None
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "date": date.today().isoformat()}
+
+
+def write_result(path: str | Path, result: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+class ExampleVAE(nn.Module):
+    """The VAE of pytorch/examples (vae/main.py), layer for layer: 784-400-20, ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x.view(-1, 784)))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def example_loss(recon_x, mu, logvar, x):
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def train_example(images: torch.Tensor, epochs: int, seed: int = 0, binarize: bool = False) -> tuple[ExampleVAE, float]:
+    """The tutorial loop: per-item TensorDataset + DataLoader (batch 128, shuffle), Adam 1e-3.
+    Returns the model and the training images per second."""
+    torch.manual_seed(seed)
+    model = ExampleVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=128, shuffle=True)
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for (x,) in loader:
+            if binarize:
+                x = torch.bernoulli(x)
+            opt.zero_grad()
+            loss = example_loss(*model(x), x)
+            loss.backward()
+            opt.step()
+    return model, epochs * len(images) / (time.perf_counter() - started)
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 10) -> float:
+    """This machine's sustained matrix-multiply rate at the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - started) / 1e9
