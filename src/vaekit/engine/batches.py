@@ -31,9 +31,17 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def binarize_uint8(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """x ~ Bernoulli(pixel / 255), drawn straight from the uint8 pixels: with u uniform on
+    {0, ..., 254}, P(u < p) = p / 255 exactly. Three times faster than `torch.bernoulli` on floats,
+    which was a tenth of a small model's training step."""
+    u = torch.randint(0, 255, images.shape, dtype=torch.uint8, generator=generator)
+    return (u < images).float()
+
+
 def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator, binarize: bool) -> Iterator[torch.Tensor]:
     """Shuffled float batches in [0, 1]; re-binarized each time when `binarize` (dynamic binarization)."""
     order = torch.randperm(len(images), generator=generator)
     for start in range(0, len(images), batch_size):
-        x = to_unit(images[order[start:start + batch_size]])
-        yield torch.bernoulli(x, generator=generator) if binarize else x
+        x = images[order[start:start + batch_size]]
+        yield binarize_uint8(x, generator) if binarize else to_unit(x)

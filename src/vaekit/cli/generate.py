@@ -1,0 +1,86 @@
+"""`vaekit sample | reconstruct | interpolate | traverse`: what a trained model makes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    sample = sub.add_parser("sample", help="draw new images from a trained model")
+    sample.add_argument("run")
+    sample.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    sample.add_argument("-o", "--out", required=True, help="output image (PNG)")
+    sample.add_argument("--temperature", type=float, default=1.0, help="prior standard deviation (default: 1)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=cmd_sample)
+
+    recon = sub.add_parser("reconstruct", help="encode and decode images")
+    recon.add_argument("run")
+    recon.add_argument("images", nargs="+")
+    recon.add_argument("-o", "--out", required=True, help="output folder")
+    recon.set_defaults(func=cmd_reconstruct)
+
+    interp = sub.add_parser("interpolate", help="decode a path between two images' latent codes")
+    interp.add_argument("run")
+    interp.add_argument("a")
+    interp.add_argument("b")
+    interp.add_argument("-o", "--out", required=True, help="output image strip (PNG)")
+    interp.add_argument("--steps", type=int, default=10)
+    interp.add_argument("--spherical", action="store_true", help="spherical instead of linear interpolation")
+    interp.set_defaults(func=cmd_interpolate)
+
+    trav = sub.add_parser("traverse", help="vary one latent dimension at a time")
+    trav.add_argument("run")
+    trav.add_argument("-o", "--out", required=True, help="output grid (PNG)")
+    trav.add_argument("--dims", help="comma-separated latent dims (default: the first 10)")
+    trav.add_argument("--steps", type=int, default=9)
+    trav.add_argument("--span", type=float, default=2.5, help="go from -span to +span (default: 2.5)")
+    trav.set_defaults(func=cmd_traverse)
+
+
+def cmd_sample(args) -> None:
+    import torch
+
+    from vaekit.api import load
+    from vaekit.imaging import save_grid
+
+    model = load(args.run).model
+    images = model.sample(args.n, args.temperature, torch.Generator().manual_seed(args.seed))
+    print(save_grid(args.out, images))
+
+
+def cmd_reconstruct(args) -> None:
+    import torch
+
+    from vaekit.api import load
+    from vaekit.imaging import load_image, make_grid, save_grid, save_image
+
+    model = load(args.run).model
+    x = torch.stack([load_image(p, model.image_shape) for p in args.images])
+    x_hat = model.reconstruct(x)
+    out = Path(args.out)
+    for path, image in zip(args.images, x_hat):
+        save_image(out / f"{Path(path).stem}_recon.png", make_grid(image[None], padding=0, min_cell=1))
+    print(save_grid(out / "comparison.png", torch.cat([x, x_hat]), nrow=len(x)))
+
+
+def cmd_interpolate(args) -> None:
+    from vaekit.api import load
+    from vaekit.imaging import load_image, save_grid
+    from vaekit.tasks.generate import interpolate
+
+    model = load(args.run).model
+    a, b = (load_image(p, model.image_shape) for p in (args.a, args.b))
+    print(save_grid(args.out, interpolate(model, a, b, args.steps, args.spherical), nrow=args.steps))
+
+
+def cmd_traverse(args) -> None:
+    from vaekit.api import load
+    from vaekit.errors import VaekitError
+    from vaekit.imaging import save_grid
+    from vaekit.tasks.generate import traverse
+
+    model = load(args.run).model
+    dims = [int(d) for d in args.dims.split(",")] if args.dims else None
+    if dims and not all(0 <= d < model.latent_dim for d in dims):
+        raise VaekitError(f"--dims must lie in 0..{model.latent_dim - 1}")
+    print(save_grid(args.out, traverse(model, dims, args.steps, args.span), nrow=args.steps))
