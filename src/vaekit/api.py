@@ -1,6 +1,7 @@
 """The Python entry points: `vaekit.train(config, out)` and `vaekit.load(run_dir)`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from vaekit.config import Config
@@ -15,7 +16,7 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/vaekit", 
     config = config if isinstance(config, Config) else Config.from_dict(config or {})
     data = prepare_data(config, progress=progress)
     run = fit(config, out, resume=resume, progress=progress, data=data)
-    if report:
+    if report and os.environ.get("RANK", "0") == "0":  # under torchrun, one process writes the report
         held_out = data.val if len(data.val) else data.train[-1000:]
         write_report(run, held_out, progress=progress)
     return run

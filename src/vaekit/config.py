@@ -41,8 +41,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = option("mlp", "architecture", flag="model", choices=("mlp", "conv"))
-    latent_dim: int = option(20, "number of latent dimensions", low=1)
+    arch: str = option("mlp", "architecture: mlp, conv, or hvae (deep hierarchical)", flag="model",
+                       choices=("mlp", "conv", "hvae"))
+    latent_dim: int = option(20, "number of latent dimensions (hvae: latent channels per group)", low=1)
     hidden_dims: tuple[int, ...] | None = option(None, "hidden layer sizes (mlp; default 400) or conv widths "
                                                  "(conv; default 32,64)")
     fc_dim: int = option(256, "fully connected layer between conv features and the latent (conv; 0: none)", low=0)
@@ -50,11 +51,18 @@ class ModelConfig:
                              choices=("bernoulli", "gaussian", "gaussian-learned", "logistic-mixture"))
     gaussian_std: float = option(0.1, "fixed standard deviation of the gaussian likelihood", low=1e-4)
     mixture_components: int = option(5, "components of the discretized logistic mixture", low=1)
+    hvae_width: int = option(64, "hvae: channels of the residual stream", low=1)
+    hvae_middle: int = option(16, "hvae: channels inside each residual cell", low=1)
+    hvae_groups: tuple[int, ...] = option((2, 4, 4), "hvae: latent groups per resolution, coarsest first "
+                                          "(its length sets the number of resolutions)")
+    hvae_encoder_blocks: int = option(2, "hvae: residual cells per resolution in the bottom-up pass", low=0)
     image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)
 
     def __post_init__(self):
-        if self.hidden_dims is not None and (not self.hidden_dims or min(self.hidden_dims) < 1):
-            raise ConfigError(f"model.hidden_dims must be positive sizes, got {self.hidden_dims}")
+        for name in ("hidden_dims", "hvae_groups"):
+            sizes = getattr(self, name)
+            if sizes is not None and (not sizes or min(sizes) < 1):
+                raise ConfigError(f"model.{name} must be positive integers, got {sizes}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class TrainConfig:
     lr_schedule: str = option("constant", "learning-rate schedule after warm-up", choices=("constant", "cosine"))
     warmup_steps: int = option(0, "linear learning-rate warm-up steps", low=0)
     grad_clip: float | None = option(None, "clip the gradient norm to this value", low=0.0)
+    skip_grad_norm: float | None = option(None, "skip updates whose gradient norm exceeds this (outlier batches "
+                                          "in deep VAEs, as VDVAE does)", low=0.0)
     ema_decay: float | None = option(None, "keep an exponential moving average of the weights (e.g. 0.999); "
                                      "evaluation and tasks use it", low=0.0, high=1.0)
     beta: float = option(1.0, "weight of the KL term (beta-VAE)", low=0.0)
@@ -152,7 +162,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if optional or value is None and hint is type(None):
             return None
         raise ConfigError(f"{key} needs a value")
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    base = next(a for a in args if a is not type(None)) if optional else hint
     origin = typing.get_origin(base)
     try:
         if origin is tuple:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vaekit.models.vae import VAE, VAEOutput
+from vaekit.models.vae import ImageVAE, VAEOutput
 
 
 @dataclass
@@ -31,25 +31,23 @@ def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
-def iwae_loss(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+def iwae_loss(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
               target: torch.Tensor | None = None) -> LossTerms:
     """The importance-weighted bound with k samples (Burda et al. 2016); tighter than the ELBO
-    for k > 1. recon/kl are reported from the first sample for monitoring only."""
-    posterior = model.encode(x)
-    log_w = model.log_weights(x, k, generator, target, posterior)  # (k, B)
+    for k > 1. The bound has no separate KL term, so `recon` carries all of it."""
+    log_w = model.log_weights(x, k, generator, target)  # (k, B)
     bound = log_mean_exp(log_w).mean()
-    kl = posterior.kl().mean().detach()
-    return LossTerms(-bound, -bound.detach(), (-bound.detach() - kl), kl)
+    return LossTerms(-bound, -bound.detach(), -bound.detach(), torch.zeros(()))
 
 
 @torch.no_grad()
-def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+def iwae_bound(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                chunk: int = 256) -> torch.Tensor:
     """log p(x) >= log (1/k) sum_i w_i per image, (B,), evaluated in chunks of samples so that
     k in the thousands fits in memory (the chunks' log-sum-exps combine exactly)."""
-    posterior = model.encode(x)
+    context = model.inference_context(x)
     parts = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        parts.append(torch.logsumexp(model.log_weights(x, n, generator, posterior=posterior), 0))
+        parts.append(torch.logsumexp(model.log_weights(x, n, generator, context=context), 0))
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)

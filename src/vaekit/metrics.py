@@ -7,7 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vaekit.losses import iwae_bound
-from vaekit.models.vae import VAE
+from vaekit.models.vae import ImageVAE
 
 
 def bits_per_dim(nll_nats: float, dims: int, discrete: bool = True) -> float:
@@ -25,7 +25,7 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor
 
 
 @torch.no_grad()
-def evaluate(model: VAE, images: torch.Tensor, iwae_k: int = 0, batch_size: int = 500,
+def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size: int = 500,
              generator: torch.Generator | None = None, progress: bool = True) -> dict:
     """Mean per-image metrics over `images` (float, (N, C, H, W), already prepared: binarized
     for Bernoulli models). ELBO with one posterior sample; IWAE NLL with k samples if k > 0."""
@@ -38,7 +38,8 @@ def evaluate(model: VAE, images: torch.Tensor, iwae_k: int = 0, batch_size: int 
         totals["recon"] += -out.log_px.sum().item()
         totals["kl"] += out.kl.sum().item()
         if iwae_k:
-            totals["iwae"] += -iwae_bound(model, x, iwae_k, generator, chunk=max(1, 20000 // len(x))).sum().item()
+            chunk = max(1, model.samples_per_pass // len(x))
+            totals["iwae"] += -iwae_bound(model, x, iwae_k, generator, chunk=chunk).sum().item()
     n = len(images)
     dims = math.prod(images.shape[1:])
     discrete = model.likelihood.discrete

@@ -9,7 +9,8 @@ from vaekit.models.decoders import ConvDecoder, MLPDecoder
 from vaekit.models.encoders import ConvEncoder, MLPEncoder
 from vaekit.models.likelihoods import Bernoulli, DiscretizedLogisticMixture, Gaussian, Likelihood
 from vaekit.models.priors import StandardNormal
-from vaekit.models.vae import VAE
+from vaekit.models.hierarchical import HierarchicalVAE
+from vaekit.models.vae import VAE, ImageVAE
 
 LIKELIHOODS: dict[str, Callable[[ModelConfig], Likelihood]] = {
     "bernoulli": lambda cfg: Bernoulli(),
@@ -33,10 +34,15 @@ def _conv(cfg: ModelConfig, shape, likelihood: Likelihood) -> VAE:
                StandardNormal(cfg.latent_dim), likelihood, shape)
 
 
-ARCHITECTURES: dict[str, Callable[..., VAE]] = {"mlp": _mlp, "conv": _conv}
+def _hvae(cfg: ModelConfig, shape, likelihood: Likelihood) -> HierarchicalVAE:
+    return HierarchicalVAE(shape, likelihood, width=cfg.hvae_width, middle=cfg.hvae_middle, zdim=cfg.latent_dim,
+                           groups=cfg.hvae_groups, encoder_blocks=cfg.hvae_encoder_blocks)
 
 
-def build_model(cfg: ModelConfig) -> VAE:
+ARCHITECTURES: dict[str, Callable[..., ImageVAE]] = {"mlp": _mlp, "conv": _conv, "hvae": _hvae}
+
+
+def build_model(cfg: ModelConfig) -> ImageVAE:
     """The model a config describes; `cfg.image_shape` must be set (training sets it from the data)."""
     if cfg.image_shape is None or len(cfg.image_shape) != 3:
         raise ConfigError("model.image_shape (channels, height, width) must be set before building the model")

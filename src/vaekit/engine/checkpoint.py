@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from vaekit.config import Config
 from vaekit.engine.files import atomic_dir
 from vaekit.errors import CheckpointError, VaekitError
-from vaekit.models.vae import VAE
+from vaekit.models.vae import ImageVAE
 from vaekit.registry import build_model
 
 FORMAT = 1
@@ -31,7 +31,7 @@ class Run:
 
     path: Path
     config: Config
-    model: VAE
+    model: ImageVAE
     history: list[dict]
 
 
@@ -46,7 +46,7 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return run_dir / "checkpoint"
 
 
-def save_checkpoint(run_dir: str | Path, config: Config, model: VAE, state: dict,
+def save_checkpoint(run_dir: str | Path, config: Config, model: ImageVAE, state: dict,
                     optimizer: torch.optim.Optimizer | None = None, ema: torch.nn.Module | None = None) -> None:
     with atomic_dir(Path(run_dir) / "checkpoint") as tmp:
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config.to_dict()}, indent=2))
@@ -149,7 +149,7 @@ def read_state(ckpt: Path) -> dict:
         raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
 
 
-def load_training_state(run_dir: str | Path, model: VAE, optimizer: torch.optim.Optimizer,
+def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.optim.Optimizer,
                         ema: torch.nn.Module | None) -> dict:
     """Restore everything `--resume` needs into the given objects; returns the trainer state."""
     ckpt = checkpoint_dir(run_dir)

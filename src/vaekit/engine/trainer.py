@@ -9,17 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from vaekit.config import Config
 from vaekit.data import ImageDataset, load_dataset
-from vaekit.engine import checkpoint
+from vaekit.engine import checkpoint, distributed
 from vaekit.engine.batches import batches, epoch_generator, split_validation, to_unit
 from vaekit.engine.files import write_text
 from vaekit.errors import CheckpointError, TrainingError
 from vaekit.losses import LossTerms, elbo_loss, iwae_loss
-from vaekit.models.vae import VAE
+from vaekit.models.vae import ImageVAE
 from vaekit.registry import build_model
 
 
@@ -71,7 +72,7 @@ def kl_weight(step: int, steps_per_epoch: int, cfg) -> float:
     return cfg.beta * min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch))
 
 
-def compute_loss(model: VAE, x: torch.Tensor, cfg, beta: float, generator: torch.Generator) -> LossTerms:
+def compute_loss(model: ImageVAE, x: torch.Tensor, cfg, beta: float, generator: torch.Generator) -> LossTerms:
     if cfg.iwae_k > 1:
         return iwae_loss(model, x, cfg.iwae_k, generator)
     return elbo_loss(model(x, generator=generator), beta=beta, free_bits=cfg.free_bits)
@@ -94,7 +95,8 @@ def validate(model: torch.nn.Module, val: torch.Tensor, binarize: bool, seed: in
 
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
         data: TrainData | None = None) -> checkpoint.Run:
-    """Train the model `config` describes and keep it in `run_dir`; returns the loaded run."""
+    """Train the model `config` describes and keep it in `run_dir`; returns the loaded run.
+    Under torchrun, every process calls this and trains its share of each batch."""
     run_dir = Path(run_dir)
     has_run = checkpoint.checkpoint_dir(run_dir).joinpath("model.safetensors").is_file()
     if resume and not has_run:
@@ -102,69 +104,110 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     if not resume and has_run:
         raise CheckpointError(f"{run_dir} already holds a trained run; pass --resume to continue it "
                               "or choose another --out")
-    tc = config.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    data = data or prepare_data(config, progress=progress)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    world = distributed.setup(config.train.batch_size, config.train.iwae_k)
+    data = data or prepare_data(config, progress=progress and world.is_main)
     config = resolve_config(config, data)
     if resume:
         check_same_run(checkpoint.read_config(run_dir), config, run_dir)
-
-    torch.manual_seed(tc.seed)
-    model = build_model(config.model)
-    if tc.init_bias:
-        model.init_output_bias(to_unit(data.train[:10000]).mean(0))
-    optimizer = make_optimizer(model, tc)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True) \
-        if tc.ema_decay else None
-    state = {"epoch": 0, "step": 0, "nonfinite_steps": 0, "history": []}
+    trainer = Trainer(config, data, run_dir, world, progress=progress and world.is_main)
     if resume:
-        state = checkpoint.load_training_state(run_dir, model, optimizer, ema)
+        trainer.state = checkpoint.load_training_state(run_dir, trainer.model, trainer.optimizer, trainer.ema)
+    for epoch in range(trainer.state["epoch"], config.train.epochs):
+        trainer.run_epoch(epoch)
+    world.barrier()
+    distributed.teardown(world)
+    return checkpoint.load(run_dir)
 
-    steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
-    total_steps = steps_per_epoch * tc.epochs
-    model.train()
-    for epoch in range(state["epoch"], tc.epochs):
+
+class Trainer:
+    """The state of one training run and the two things done with it: an epoch of steps, and the
+    bookkeeping after each epoch (validation, history, checkpoint)."""
+
+    def __init__(self, config: Config, data: TrainData, run_dir: Path, world: distributed.World, progress: bool):
+        self.config, self.tc, self.data, self.run_dir, self.world = config, config.train, data, run_dir, world
+        self.progress = progress
+        torch.manual_seed(self.tc.seed)
+        self.model = build_model(config.model)
+        if self.tc.init_bias:
+            self.model.init_output_bias(to_unit(data.train[:10000]).mean(0))
+        self.forward_model = DistributedDataParallel(self.model) if world.size > 1 else self.model
+        self.optimizer = make_optimizer(self.model, self.tc)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.tc.ema_decay),
+                                 use_buffers=True) if self.tc.ema_decay else None
+        self.state = {"epoch": 0, "step": 0, "nonfinite_steps": 0, "skipped_updates": 0, "history": []}
+        self.steps_per_epoch = math.ceil(len(data.train) / self.tc.batch_size)
+
+    def run_epoch(self, epoch: int) -> None:
+        tc, state = self.tc, self.state
         g = epoch_generator(tc.seed, epoch)
         started = time.perf_counter()
-        sums = torch.zeros(3)
-        bar = tqdm(batches(data.train, tc.batch_size, g, data.binarize), total=steps_per_epoch,
-                   desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not progress, leave=False)
+        sums = torch.zeros(4)  # -ELBO, recon, KL (image-weighted), images
+        bar = tqdm(batches(self.data.train, tc.batch_size, g, self.data.binarize), total=self.steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not self.progress, leave=False)
+        self.model.train()
         for i, x in enumerate(bar):
-            step = state["step"]
-            for group in optimizer.param_groups:
-                group["lr"] = tc.lr * lr_factor(step, total_steps, tc)
-            terms = compute_loss(model, x, tc, kl_weight(step, steps_per_epoch, tc), g)
-            optimizer.zero_grad(set_to_none=True)
+            x = self.world.shard(x)
+            for group in self.optimizer.param_groups:
+                group["lr"] = tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc)
+            terms = compute_loss(self.forward_model, x, tc, kl_weight(state["step"], self.steps_per_epoch, tc), g)
+            self.optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip) if tc.grad_clip else None
-            if not math.isfinite(terms.loss.item()) or (grad_norm is not None and not torch.isfinite(grad_norm)):
-                skip_step(state, tc, epoch, run_dir)
+            if not self.update_is_sound(terms.loss, epoch):
                 continue
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             state["step"] += 1
-            sums += torch.stack([terms.neg_elbo, terms.recon, terms.kl]) * len(x)
+            sums += torch.stack([terms.neg_elbo * len(x), terms.recon * len(x), terms.kl * len(x),
+                                 torch.tensor(float(len(x)))])
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{terms.neg_elbo.item():.2f}")
-        seconds = time.perf_counter() - started
-        eval_model = ema.module if ema is not None else model
-        neg_elbo, recon, kl = (sums / len(data.train)).tolist()
-        state["history"].append({
-            "epoch": epoch + 1, "step": state["step"], "train_neg_elbo_nats": neg_elbo, "train_recon_nats": recon,
-            "train_kl_nats": kl, "val_neg_elbo_nats": validate(eval_model, data.val, data.binarize, tc.seed),
-            "seconds": seconds, "images_per_second": len(data.train) / seconds,
-            "lr": optimizer.param_groups[0]["lr"], "nonfinite_steps": state["nonfinite_steps"]})
+        self.end_epoch(epoch, self.world.sum(sums), time.perf_counter() - started)
+
+    def update_is_sound(self, loss: torch.Tensor, epoch: int) -> bool:
+        """False (and counted) for a non-finite loss or gradient, or an outlier gradient norm."""
+        tc = self.tc
+        bad = torch.tensor(0.0 if math.isfinite(loss.item()) else 1.0)
+        grad_norm = None
+        if tc.grad_clip or tc.skip_grad_norm or self.world.size > 1:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip or math.inf).item()
+            bad += 0.0 if math.isfinite(grad_norm) else 1.0
+        if self.world.sum(bad).item() > 0:  # every process must take the same decision
+            skip_step(self.state, tc, epoch, self.run_dir)
+            return False
+        if tc.skip_grad_norm and grad_norm > tc.skip_grad_norm:
+            self.state["skipped_updates"] += 1
+            return False
+        return True
+
+    def end_epoch(self, epoch: int, sums: torch.Tensor, seconds: float) -> None:
+        state = self.state
+        neg_elbo, recon, kl = (sums[:3] / sums[3].clamp(min=1)).tolist()
+        if self.world.is_main:
+            eval_model = self.ema.module if self.ema is not None else self.model
+            state["history"].append({
+                "epoch": epoch + 1, "step": state["step"], "train_neg_elbo_nats": neg_elbo,
+                "train_recon_nats": recon, "train_kl_nats": kl,
+                "val_neg_elbo_nats": validate(eval_model, self.data.val, self.data.binarize, self.tc.seed),
+                "seconds": seconds, "images_per_second": sums[3].item() / seconds,
+                "lr": self.optimizer.param_groups[0]["lr"], "nonfinite_steps": state["nonfinite_steps"],
+                "skipped_updates": state["skipped_updates"], "processes": self.world.size})
         state["epoch"] = epoch + 1
-        checkpoint.save_checkpoint(run_dir, config, model, state, optimizer, ema)
-        write_text(run_dir / "metrics.jsonl", "".join(json_line(h) for h in state["history"]))
-        if progress and ((epoch + 1) % max(1, tc.epochs // 20) == 0 or epoch + 1 == tc.epochs):
-            h = state["history"][-1]
+        if self.world.is_main:
+            checkpoint.save_checkpoint(self.run_dir, self.config, self.model, state, self.optimizer, self.ema)
+            write_text(self.run_dir / "metrics.jsonl", "".join(json_line(h) for h in state["history"]))
+            self.print_epoch(epoch)
+        self.world.barrier()
+
+    def print_epoch(self, epoch: int) -> None:
+        epochs = self.tc.epochs
+        if self.progress and ((epoch + 1) % max(1, epochs // 20) == 0 or epoch + 1 == epochs):
+            h = self.state["history"][-1]
             val = f", val -ELBO {h['val_neg_elbo_nats']:.2f}" if h["val_neg_elbo_nats"] is not None else ""
-            tqdm.write(f"epoch {epoch + 1}/{tc.epochs}: train -ELBO {neg_elbo:.2f} nats{val} "
+            tqdm.write(f"epoch {epoch + 1}/{epochs}: train -ELBO {h['train_neg_elbo_nats']:.2f} nats{val} "
                        f"({h['images_per_second']:.0f} images/s)")
-    return checkpoint.load(run_dir)
 
 
 def skip_step(state: dict, tc, epoch: int, run_dir: Path) -> None:

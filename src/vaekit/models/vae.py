@@ -27,7 +27,40 @@ class VAEOutput:
         return self.kl_per_dim.sum(-1)
 
 
-class VAE(nn.Module):
+class ImageVAE(nn.Module):
+    """What every vaekit model offers: encode, decode, forward -> VAEOutput, log_weights, sample,
+    reconstruct, on images (B, C, H, W) in [0, 1] of one fixed shape."""
+
+    samples_per_pass = 20000  # image-samples per IWAE chunk that fit comfortably in memory
+
+    def __init__(self, image_shape: tuple[int, int, int], likelihood: Likelihood):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.likelihood = likelihood
+
+    def check_images(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            got = "x".join(map(str, x.shape[1:])) if x.dim() == 4 else f"a {x.dim()}-D tensor"
+            want = "x".join(map(str, self.image_shape))
+            raise DataError(f"this model takes images of shape {want} (channels x height x width), got {got}")
+
+    def inference_context(self, x: torch.Tensor):
+        """What `log_weights` can reuse across chunks of samples for the same images."""
+        return None
+
+    def init_output_bias(self, mean_image: torch.Tensor) -> None:
+        """Start a Bernoulli decoder at the data's mean image (logit), which skips the slow first
+        phase where the decoder only learns the average digit."""
+        if not isinstance(self.likelihood, Bernoulli):
+            return
+        bias = self.output_bias
+        p = mean_image.clamp(1e-3, 1 - 1e-3)
+        logits = torch.log(p) - torch.log1p(-p)  # (C, H, W)
+        with torch.no_grad():
+            bias.copy_(logits.flatten() if bias.numel() == logits.numel() else logits.mean((1, 2)))
+
+
+class VAE(ImageVAE):
     """Kingma & Welling (2014) with swappable parts.
 
     x (B, C, H, W) in [0, 1] -encoder-> q(z|x) -sample-> z (B, D) -decoder-> params -likelihood-> p(x|z)
@@ -35,19 +68,16 @@ class VAE(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: StandardNormal, likelihood: Likelihood,
                  image_shape: tuple[int, int, int]):
-        super().__init__()
-        self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
-        self.image_shape = tuple(image_shape)
+        super().__init__(image_shape, likelihood)
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
 
     @property
     def latent_dim(self) -> int:
         return self.prior.latent_dim
 
-    def check_images(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            got = "x".join(map(str, x.shape[1:])) if x.dim() == 4 else f"a {x.dim()}-D tensor"
-            want = "x".join(map(str, self.image_shape))
-            raise DataError(f"this model takes images of shape {want} (channels x height x width), got {got}")
+    @property
+    def output_bias(self) -> torch.Tensor:
+        return self.decoder.output_bias
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         self.check_images(x)
@@ -67,10 +97,14 @@ class VAE(nn.Module):
         log_px = self.likelihood.log_prob(params, x if target is None else target)
         return VAEOutput(posterior, z, params, log_px, posterior.kl_per_dim())
 
+    def inference_context(self, x: torch.Tensor) -> DiagonalGaussian:
+        """What `log_weights` can reuse across chunks of samples for the same images."""
+        return self.encode(x)
+
     def log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                    target: torch.Tensor | None = None, posterior: DiagonalGaussian | None = None) -> torch.Tensor:
+                    target: torch.Tensor | None = None, context: DiagonalGaussian | None = None) -> torch.Tensor:
         """Importance weights log p(x, z_i) - log q(z_i | x) for k posterior samples: (k, B)."""
-        posterior = posterior or self.encode(x)
+        posterior = context or self.encode(x)
         z = posterior.sample(generator, k=k)  # (k, B, D)
         params = self.decoder(z.flatten(0, 1)).unflatten(0, (k, -1))  # (k, B, P*C, H, W)
         log_px = self.likelihood.log_prob(params, x if target is None else target)
@@ -86,15 +120,3 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean: the deterministic reconstruction, (B, C, H, W)."""
         return self.decode(self.encode(x).mean)
-
-    def init_output_bias(self, mean_image: torch.Tensor) -> None:
-        """Start a Bernoulli decoder at the data's mean image (logit), which skips the slow first
-        phase where the decoder only learns the average digit."""
-        if not isinstance(self.likelihood, Bernoulli):
-            return
-        bias = self.decoder.output_bias
-        p = mean_image.clamp(1e-3, 1 - 1e-3)
-        logits = torch.log(p) - torch.log1p(-p)  # (C, H, W)
-        with torch.no_grad():
-            bias.copy_(logits.flatten() if bias.numel() == logits.numel() else logits.mean((1, 2)))
-

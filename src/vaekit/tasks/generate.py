@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from vaekit.models.vae import VAE
+from vaekit.models.vae import ImageVAE
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -17,7 +17,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(model: VAE, a: torch.Tensor, b: torch.Tensor, steps: int = 10, spherical: bool = False) -> torch.Tensor:
+def interpolate(model: ImageVAE, a: torch.Tensor, b: torch.Tensor, steps: int = 10, spherical: bool = False) -> torch.Tensor:
     """Decode a path between the posterior means of images a and b ((C, H, W) each): (steps, C, H, W)."""
     z = model.encode(torch.stack([a, b])).mean
     t = torch.linspace(0, 1, steps)
@@ -26,7 +26,7 @@ def interpolate(model: VAE, a: torch.Tensor, b: torch.Tensor, steps: int = 10, s
 
 
 @torch.no_grad()
-def traverse(model: VAE, dims: list[int] | None = None, steps: int = 9, span: float = 2.5,
+def traverse(model: ImageVAE, dims: list[int] | None = None, steps: int = 9, span: float = 2.5,
              x: torch.Tensor | None = None) -> torch.Tensor:
     """Vary one latent dim at a time from -span to +span around the posterior mean of x (or the
     prior mean): (len(dims) * steps, C, H, W), a row per dim (the beta-VAE picture)."""
@@ -39,7 +39,7 @@ def traverse(model: VAE, dims: list[int] | None = None, steps: int = 9, span: fl
     return model.decode(z)
 
 
-def most_active_dims(model: VAE, x: torch.Tensor, n: int = 10) -> list[int]:
+def most_active_dims(model: ImageVAE, x: torch.Tensor, n: int = 10) -> list[int]:
     """Latent dims ordered by average KL on x: the ones the model actually uses come first."""
     with torch.no_grad():
         kl = model.encode(x).kl_per_dim().mean(0)
