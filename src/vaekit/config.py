@@ -90,10 +90,32 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MechanismConfig:
+    """The noise and occlusion training mechanisms (see vaekit.corruption); off by default."""
+
+    noise: str = option("none", "noise mechanism: the encoder sees noisy images, the loss reconstructs clean ones",
+                        choices=("none", "gaussian", "salt-pepper", "jpeg"))
+    noise_level: float = option(0.3, "gaussian: sigma (pixels in [0, 1]); salt-pepper: fraction of pixels", low=0.0)
+    noise_random: bool = option(False, "gaussian: draw each image's sigma uniformly from [0, noise_level]")
+    jpeg_quality: int = option(20, "jpeg: the JPEG quality the encoder's inputs are compressed at", low=1, high=95)
+    occlusion: str = option("none", "occlusion mechanism: hide regions from the encoder",
+                            choices=("none", "blocks", "strokes", "pixels"))
+    occlusion_fraction: float = option(0.25, "about this fraction of each image is hidden", low=0.0, high=1.0)
+    occlusion_lambda: float = option(1.0, "lambda: weight of the region-weighted reconstruction term R", low=0.0)
+    occluded_weight: float = option(1.0, "weight of hidden pixels in R", low=0.0)
+    visible_weight: float = option(0.0, "weight of visible pixels in R", low=0.0)
+
+    @property
+    def active(self) -> bool:
+        return self.noise != "none" or self.occlusion != "none"
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    mechanism: MechanismConfig = field(default_factory=MechanismConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,7 +129,7 @@ class Config:
         return apply_overrides(self, overrides)
 
 
-SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mechanism": MechanismConfig}
 
 
 def config_fields():

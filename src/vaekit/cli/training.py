@@ -37,9 +37,9 @@ def default_text(default, help: str) -> str:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field, help and default taken from the field itself."""
-    from vaekit.config import config_fields
+    from vaekit.config import SECTION_CLASSES, config_fields
 
-    groups = {s: parser.add_argument_group(f"{s} options") for s in ("data", "model", "train")}
+    groups = {s: parser.add_argument_group(f"{s} options") for s in SECTION_CLASSES}
     for section, f, flag in config_fields():
         if not f.metadata["cli"]:
             continue

@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from vaekit.config import Config
+from vaekit.corruption import degrade
 from vaekit.data import ImageDataset, load_dataset
 from vaekit.engine import checkpoint, distributed
 from vaekit.engine.batches import batches, epoch_generator, split_validation, to_unit
@@ -72,10 +73,15 @@ def kl_weight(step: int, steps_per_epoch: int, cfg) -> float:
     return cfg.beta * min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch))
 
 
-def compute_loss(model: ImageVAE, x: torch.Tensor, cfg, beta: float, generator: torch.Generator) -> LossTerms:
-    if cfg.iwae_k > 1:
-        return iwae_loss(model, x, cfg.iwae_k, generator)
-    return elbo_loss(model(x, generator=generator), beta=beta, free_bits=cfg.free_bits)
+def compute_loss(model: ImageVAE, x: torch.Tensor, config: Config, beta: float,
+                 generator: torch.Generator) -> LossTerms:
+    """The training objective on a clean batch x; with a mechanism on, the encoder sees a degraded x."""
+    tc = config.train
+    x_in, weights = degrade(x, config.mechanism, generator) if config.mechanism.active else (x, None)
+    if tc.iwae_k > 1:
+        return iwae_loss(model, x_in, tc.iwae_k, generator, target=x)
+    return elbo_loss(model(x_in, target=x, generator=generator, pixel_weights=weights), beta=beta,
+                     free_bits=tc.free_bits)
 
 
 @torch.no_grad()
@@ -151,7 +157,8 @@ class Trainer:
             x = self.world.shard(x)
             for group in self.optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc)
-            terms = compute_loss(self.forward_model, x, tc, kl_weight(state["step"], self.steps_per_epoch, tc), g)
+            beta = kl_weight(state["step"], self.steps_per_epoch, tc)
+            terms = compute_loss(self.forward_model, x, self.config, beta, g)
             self.optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             if not self.update_is_sound(terms.loss, epoch):

@@ -146,10 +146,10 @@ class HierarchicalVAE(ImageVAE):
         params, _, _ = self.top_down(len(z), z_top=z, temperature=0.0)
         return self.likelihood.mean(params)
 
-    def forward(self, x, target=None, generator=None) -> VAEOutput:
+    def forward(self, x, target=None, generator=None, pixel_weights=None) -> VAEOutput:
         acts = self.bottom_up(x)
         params, kls, z_top = self.top_down(len(x), acts, "analytic", generator=generator)
-        log_px = self.likelihood.log_prob(params, x if target is None else target)
+        log_px = self.likelihood.log_prob(params, x if target is None else target, pixel_weights)
         posterior = self.levels[0][0].posterior_of(self.h_top.expand(len(x), -1, -1, -1), acts[0])
         return VAEOutput(posterior, z_top.flatten(1), params, log_px, torch.stack(kls, dim=1))
 

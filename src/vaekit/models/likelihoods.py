@@ -3,7 +3,8 @@
 Every likelihood takes decoder outputs `params` of shape (..., P*C, H, W), where P is its
 `params_per_channel`, and images `x` of shape (B, C, H, W) with pixels in [0, 1] whose
 batch broadcasts against the trailing batch dim of `params` (so IWAE can pass (k, B, ...)).
-`log_prob` sums over pixels and returns (...,) in nats.
+`log_prob_pixels` returns (..., C, H, W) in nats; `log_prob` sums it over pixels, optionally
+weighting each pixel (the occlusion mechanism weights occluded and visible regions differently).
 """
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ class Likelihood(nn.Module):
     params_per_channel: int = 1
     discrete: bool = True  # log_prob is a log-probability mass (so bits/dim need no bin width)
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_prob_pixels(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        per_pixel = self.log_prob_pixels(params, x)
+        return (per_pixel if weights is None else per_pixel * weights).sum((-3, -2, -1))
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """The expected image in [0, 1], (..., C, H, W): what reconstructions show."""
@@ -34,8 +39,8 @@ class Likelihood(nn.Module):
 class Bernoulli(Likelihood):
     """Binary pixels: params are logits. Scores binarized images, as the MNIST literature does."""
 
-    def log_prob(self, params, x):
-        return -F.binary_cross_entropy_with_logits(params, x.expand_as(params), reduction="none").sum((-3, -2, -1))
+    def log_prob_pixels(self, params, x):
+        return -F.binary_cross_entropy_with_logits(params, x.expand_as(params), reduction="none")
 
     def mean(self, params):
         return torch.sigmoid(params)
@@ -61,9 +66,9 @@ class Gaussian(Likelihood):
         mu, log_std = params.unflatten(-3, (2, -1)).unbind(-4)
         return mu, log_std.clamp(min=self.min_log_std)
 
-    def log_prob(self, params, x):
+    def log_prob_pixels(self, params, x):
         mu, log_std = self._split(params)
-        return -(0.5 * ((x - mu) * torch.exp(-log_std)) ** 2 + log_std + 0.5 * LOG_2PI).sum((-3, -2, -1))
+        return -(0.5 * ((x - mu) * torch.exp(-log_std)) ** 2 + log_std + 0.5 * LOG_2PI)
 
     def mean(self, params):
         return self._split(params)[0].clamp(0, 1)
@@ -93,7 +98,7 @@ class DiscretizedLogisticMixture(Likelihood):
         logits, means, log_scales = params.unflatten(-3, (3, self.components, -1)).unbind(-5)
         return logits, means, log_scales.clamp(min=self.min_log_scale)
 
-    def log_prob(self, params, x):
+    def log_prob_pixels(self, params, x):
         logits, means, log_scales = self._split(params)
         xs = (2 * x - 1).unsqueeze(-4)  # [-1, 1], (B, 1, C, H, W)
         half_bin = 1.0 / (self.BINS - 1)
@@ -108,8 +113,7 @@ class DiscretizedLogisticMixture(Likelihood):
         log_pdf_mid = mid_in - log_scales - 2 * F.softplus(mid_in) + math.log(2 * half_bin)
         log_mass = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
         log_mass = torch.where(xs < -0.999, log_cdf_plus, torch.where(xs > 0.999, log_one_minus_cdf_min, log_mass))
-        log_mix = torch.logsumexp(log_mass + F.log_softmax(logits, dim=-4), dim=-4)  # (..., C, H, W)
-        return log_mix.sum((-3, -2, -1))
+        return torch.logsumexp(log_mass + F.log_softmax(logits, dim=-4), dim=-4)  # (..., C, H, W)
 
     def mean(self, params):
         logits, means, _ = self._split(params)

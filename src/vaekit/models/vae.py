@@ -87,14 +87,14 @@ class VAE(ImageVAE):
         """The expected image for each latent: (N, D) -> (N, C, H, W) in [0, 1]."""
         return self.likelihood.mean(self.decoder(z))
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> VAEOutput:
-        """One-sample ELBO terms. The encoder sees `x`; the likelihood scores `target`
-        (default `x`), which is how denoising and occlusion training plug in."""
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                pixel_weights: torch.Tensor | None = None) -> VAEOutput:
+        """One-sample ELBO terms. The encoder sees `x`; the likelihood scores `target` (default `x`),
+        each pixel weighted by `pixel_weights` if given: how denoising and occlusion training plug in."""
         posterior = self.encode(x)
         z = posterior.sample(generator)
         params = self.decoder(z)
-        log_px = self.likelihood.log_prob(params, x if target is None else target)
+        log_px = self.likelihood.log_prob(params, x if target is None else target, pixel_weights)
         return VAEOutput(posterior, z, params, log_px, posterior.kl_per_dim())
 
     def inference_context(self, x: torch.Tensor) -> DiagonalGaussian:
