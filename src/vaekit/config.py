@@ -56,6 +56,21 @@ class ModelConfig:
     hvae_groups: tuple[int, ...] = option((2, 4, 4), "hvae: latent groups per resolution, coarsest first "
                                           "(its length sets the number of resolutions)")
     hvae_encoder_blocks: int = option(2, "hvae: residual cells per resolution in the bottom-up pass", low=0)
+    condition: str = option("none", "conditional VAE (mlp or conv): q(z|x,y), p(x|z,y) with y a degraded copy of "
+                            "each clean image: downscale (super-resolution), jpeg (repair), noise (denoising)",
+                            choices=("none", "downscale", "jpeg", "noise"))
+    condition_scale: int = option(4, "downscale: the super-resolution factor", low=2)
+    condition_resample: str = option("area", "downscale: area (mean of scale x scale blocks) or bicubic "
+                                     "(antialiased, the Set5/Set14 protocol)", choices=("area", "bicubic"))
+    condition_jpeg_quality: int = option(20, "jpeg: the JPEG quality of the images the model repairs", low=1, high=95)
+    condition_noise_sigma: float = option(0.2, "noise: Gaussian sigma (pixels in [0, 1]) of the images the model "
+                                          "denoises; the model also sees sigma", low=0.0)
+    condition_noise_random: bool = option(False, "noise: draw each training image's sigma from U(0, sigma), so "
+                                          "one model serves every level up to it")
+    cvae_width: int = option(64, "conv conditional VAE: channels of the decoder's full-resolution trunk", low=1)
+    cvae_blocks: int = option(4, "conv conditional VAE: residual cells in that trunk", low=0)
+    tiled: bool = option(False, "restoration: the model was trained on crops of larger photos, so the tasks run "
+                         "it on overlapping tiles of an image of any size")
     image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)
 
     def __post_init__(self):
@@ -127,6 +142,11 @@ class Config:
     def replace(self, overrides: dict[str, Any]) -> "Config":
         """A copy with overrides; keys are `section.field`, bare field names or flag names."""
         return apply_overrides(self, overrides)
+
+
+def binarizes(config: Config) -> bool:
+    """Whether training re-binarizes batches: as asked, else exactly when the likelihood is Bernoulli."""
+    return config.data.binarize if config.data.binarize is not None else config.model.likelihood == "bernoulli"
 
 
 SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mechanism": MechanismConfig}

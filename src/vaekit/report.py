@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from vaekit.config import binarizes
 from vaekit.engine.batches import binarize_once, to_unit
 from vaekit.engine.checkpoint import Run
 from vaekit.engine.files import atomic_path, write_json, write_text
@@ -51,8 +52,7 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     model did not train on. Returns the path of index.html."""
     out = Path(out_dir or run.path)
     model = run.model.eval()
-    binarize = run.config.data.binarize if run.config.data.binarize is not None \
-        else run.config.model.likelihood == "bernoulli"
+    binarize = binarizes(run.config)
     x = to_unit(held_out[:1000])  # pictures show the images as they are; metrics use the protocol's binarization
     g = torch.Generator().manual_seed(seed)
     files = {

@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from vaekit.config import Config
+from vaekit.config import Config, binarizes
 from vaekit.corruption import degrade
 from vaekit.data import ImageDataset, load_dataset
 from vaekit.engine import checkpoint, distributed
@@ -40,8 +40,7 @@ def prepare_data(config: Config, dataset: ImageDataset | None = None, progress: 
     train, val = split_validation(dataset.images, d.val_fraction)
     if d.limit is not None:
         train = train[: d.limit]
-    binarize = d.binarize if d.binarize is not None else config.model.likelihood == "bernoulli"
-    return TrainData(train.contiguous(), val.contiguous(), binarize)
+    return TrainData(train.contiguous(), val.contiguous(), binarizes(config))
 
 
 def resolve_config(config: Config, data: TrainData) -> Config:

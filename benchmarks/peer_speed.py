@@ -1,0 +1,109 @@
+"""vaekit vs pythae on the same MLP VAE (784-400-20, batch 128, Adam 1e-3, same epochs and threads):
+training images/second and the test NLL each reaches (IWAE k=1000, test set binarized once, seed 0).
+
+    pip install -e ".[peers]"     # pythae from PyPI
+    python benchmarks/peer_speed.py [--threads 1] [--epochs 10] [--data-dir DIR]
+
+pythae trains on the grey pixels with its BCE loss (its own protocol); vaekit dynamically binarizes.
+Both models are scored by the same evaluation code after copying pythae's weights into vaekit's
+identical architecture.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from common import default_mnist_dir, machine, write_result
+
+from vaekit.config import Config
+from vaekit.data import load_dataset
+from vaekit.engine.batches import binarize_once
+from vaekit.engine.trainer import TrainData, fit
+from vaekit.metrics import evaluate
+from vaekit.registry import build_model
+
+MLP = {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20, "likelihood": "bernoulli"}
+
+
+def train_pythae(images: torch.Tensor, epochs: int, out: str):
+    """pythae's VAE and BaseTrainer with our architecture as its custom encoder/decoder."""
+    from pythae.data.datasets import BaseDataset
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 40))
+
+        def forward(self, x):
+            mu, log_var = self.net(x.reshape(len(x), -1)).chunk(2, dim=-1)
+            return ModelOutput(embedding=mu, log_covariance=log_var)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784))
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).reshape(len(z), 1, 28, 28))
+
+    model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"),
+                encoder=Encoder(), decoder=Decoder())
+    config = BaseTrainerConfig(output_dir=out, num_epochs=epochs, per_device_train_batch_size=128,
+                               learning_rate=1e-3, optimizer_cls="Adam", no_cuda=True, steps_saving=None)
+    trainer = BaseTrainer(model=model, train_dataset=BaseDataset(images, torch.zeros(len(images))),
+                          training_config=config)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    vaekit_model = build_model(Config().replace({**MLP, "image_shape": (1, 28, 28)}).model)
+    vaekit_model.encoder.net.load_state_dict(model.encoder.net.state_dict())
+    vaekit_model.decoder.net.load_state_dict(model.decoder.net.state_dict())
+    return vaekit_model, seconds
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=default_mnist_dir())
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--iwae", type=int, default=1000)
+    p.add_argument("--out", default="benchmarks/results/peer_speed.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    train = load_dataset("mnist", "train", data_dir=args.data_dir).images
+    x_test = binarize_once(load_dataset("mnist", "test", data_dir=args.data_dir).images)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model, seconds = train_pythae(train.float() / 255, args.epochs, tmp + "/pythae")
+        results["pythae"] = {"train_seconds": seconds}
+        results["pythae"]["model"] = model
+        config = Config.from_dict({"data": {"data": "mnist", "val_fraction": 0}, "model": MLP,
+                                   "train": {"epochs": args.epochs, "batch_size": 128, "lr": 1e-3,
+                                             "lr_schedule": "cosine", "ema_decay": 0.999, "threads": args.threads}})
+        run = fit(config, tmp + "/vaekit", progress=False, data=TrainData(train, train[:0], binarize=True))
+        results["vaekit"] = {"train_seconds": sum(h["seconds"] for h in run.history), "model": run.model}
+    for name, r in results.items():
+        model = r.pop("model")
+        r["images_per_second"] = args.epochs * len(train) / r["train_seconds"]
+        r.update(evaluate(model, x_test, iwae_k=args.iwae, generator=torch.Generator().manual_seed(0)))
+        print(f"{name:8s} {r['images_per_second']:8.0f} images/s   -ELBO {r['neg_elbo_nats']:.2f}   "
+              f"IWAE NLL {r['iwae_nll_nats']:.2f} nats", flush=True)
+    ratio = results["vaekit"]["images_per_second"] / results["pythae"]["images_per_second"]
+    print(f"vaekit / pythae throughput: {ratio:.2f}x")
+    write_result(args.out, {"machine": machine(), "epochs": args.epochs, "iwae_k": args.iwae,
+                            "results": results, "throughput_ratio": ratio})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
