@@ -47,6 +47,13 @@ def test_train_from_yaml_with_overrides(tmp_path):
     assert not (tmp_path / "r/index.html").exists()
 
 
+def test_train_picks_a_fresh_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["train", *TINY, "--epochs", "1", "--no-report"]) == 0
+    assert (tmp_path / "runs/digits-mlp/checkpoint").is_dir() and (tmp_path / "runs/digits-mlp-2/checkpoint").is_dir()
+
+
 def test_sample_reconstruct_interpolate_traverse(run_dir, digit_pngs, tmp_path):
     assert main(["sample", str(run_dir), "-n", "10", "-o", str(tmp_path / "s.png"), "--temperature", "0.5"]) == 0
     assert Image.open(tmp_path / "s.png").size[0] > 0

@@ -20,7 +20,7 @@ def register(sub) -> None:
 
     train = sub.add_parser("train", help="train a VAE from a YAML config and/or flags")
     train.add_argument("config", nargs="?", help="YAML file with data/model/train sections")
-    train.add_argument("--out", required=True, help="run folder to write")
+    train.add_argument("--out", help="run folder to write (default: runs/<data>-<model>, numbered if it exists)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config field, e.g. --set beta=4 (repeatable)")
@@ -77,8 +77,19 @@ def cmd_train(args) -> None:
             raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         config = config.replace({key.strip(): value.strip()})
-    run = train(config, args.out, resume=args.resume, report=not args.no_report)
+    if args.resume and not args.out:
+        raise ConfigError("--resume needs --out: the run folder to continue")
+    run = train(config, args.out or fresh_run_dir(config), resume=args.resume, report=not args.no_report)
     print_run(run.path)
+
+
+def fresh_run_dir(config) -> Path:
+    """runs/<data>-<model>, or the first free runs/<data>-<model>-N."""
+    stem = f"{Path(config.data.data).name or 'data'}-{config.model.arch}"
+    path, n = Path("runs") / stem, 2
+    while path.exists():
+        path, n = Path("runs") / f"{stem}-{n}", n + 1
+    return path
 
 
 def print_run(path: Path) -> None:
