@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaekit.cli import evaluate, generate, training
+from vaekit.cli import compress, evaluate, generate, training
 
-COMMAND_GROUPS = (training, generate, evaluate)
+COMMAND_GROUPS = (training, generate, evaluate, compress)
 
 
 def build_parser() -> argparse.ArgumentParser:
