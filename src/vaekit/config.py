@@ -145,8 +145,11 @@ class Config:
 
 
 def binarizes(config: Config) -> bool:
-    """Whether training re-binarizes batches: as asked, else exactly when the likelihood is Bernoulli."""
-    return config.data.binarize if config.data.binarize is not None else config.model.likelihood == "bernoulli"
+    """Whether training re-binarizes batches: as asked, else exactly when the likelihood is Bernoulli
+    and the model is not conditional (a restoration model learns the grey images it will restore)."""
+    if config.data.binarize is not None:
+        return config.data.binarize
+    return config.model.likelihood == "bernoulli" and config.model.condition == "none"
 
 
 SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mechanism": MechanismConfig}

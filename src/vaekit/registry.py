@@ -5,6 +5,7 @@ from typing import Callable
 
 from vaekit.config import ModelConfig
 from vaekit.errors import ConfigError
+from vaekit.models.conditional import build_conditional
 from vaekit.models.decoders import ConvDecoder, MLPDecoder
 from vaekit.models.encoders import ConvEncoder, MLPEncoder
 from vaekit.models.likelihoods import Bernoulli, DiscretizedLogisticMixture, Gaussian, Likelihood
@@ -49,4 +50,7 @@ def build_model(cfg: ModelConfig) -> ImageVAE:
     for table, name, what in ((ARCHITECTURES, cfg.arch, "architecture"), (LIKELIHOODS, cfg.likelihood, "likelihood")):
         if name not in table:
             raise ConfigError(f"unknown {what} {name!r}; choose one of {', '.join(table)}")
-    return ARCHITECTURES[cfg.arch](cfg, tuple(cfg.image_shape), LIKELIHOODS[cfg.likelihood](cfg))
+    likelihood = LIKELIHOODS[cfg.likelihood](cfg)
+    if cfg.condition != "none":  # the conditional version of the architecture (super-resolution, repair, denoising)
+        return build_conditional(cfg, tuple(cfg.image_shape), likelihood)
+    return ARCHITECTURES[cfg.arch](cfg, tuple(cfg.image_shape), likelihood)

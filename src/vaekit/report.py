@@ -14,7 +14,9 @@ from vaekit.engine.checkpoint import Run
 from vaekit.engine.files import atomic_path, write_json, write_text
 from vaekit.imaging import save_grid
 from vaekit.metrics import evaluate
+from vaekit.models.conditional import ConditionalVAE
 from vaekit.tasks.generate import interpolate, most_active_dims, traverse
+from vaekit.tasks.restore import restoration_examples
 
 
 def prepare_eval_images(images: torch.Tensor, binarize: bool) -> torch.Tensor:
@@ -55,15 +57,11 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     binarize = binarizes(run.config)
     x = to_unit(held_out[:1000])  # pictures show the images as they are; metrics use the protocol's binarization
     g = torch.Generator().manual_seed(seed)
-    files = {
-        "samples.png": save_grid(out / "samples.png", model.sample(64, generator=g), nrow=8),
-        "reconstructions.png": save_grid(out / "reconstructions.png",
-                                         torch.cat([x[:16], model.reconstruct(x[:16])]), nrow=16),
-        "interpolation.png": save_grid(out / "interpolation.png", torch.cat(
-            [interpolate(model, x[2 * i], x[2 * i + 1], steps=10) for i in range(min(4, len(x) // 2))]), nrow=10),
-        "traversal.png": save_grid(out / "traversal.png",
-                                   traverse(model, most_active_dims(model, x, 8), steps=9), nrow=9),
-    }
+    if isinstance(model, ConditionalVAE):  # it draws images given degraded ones, so show restorations
+        files = {"restorations.png": save_grid(out / "restorations.png", restoration_examples(model, x[:16], g),
+                                               nrow=16)}
+    else:
+        files = unconditional_pictures(model, x, g, out)
     x = prepare_eval_images(held_out[:1000], binarize)
     if run.history:
         files["loss.png"] = plot_history(run.history, out / "loss.png")
@@ -73,12 +71,25 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     return out / "index.html"
 
 
+def unconditional_pictures(model, x: torch.Tensor, g: torch.Generator, out: Path) -> dict[str, Path]:
+    return {
+        "samples.png": save_grid(out / "samples.png", model.sample(64, generator=g), nrow=8),
+        "reconstructions.png": save_grid(out / "reconstructions.png",
+                                         torch.cat([x[:16], model.reconstruct(x[:16])]), nrow=16),
+        "interpolation.png": save_grid(out / "interpolation.png", torch.cat(
+            [interpolate(model, x[2 * i], x[2 * i + 1], steps=10) for i in range(min(4, len(x) // 2))]), nrow=10),
+        "traversal.png": save_grid(out / "traversal.png",
+                                   traverse(model, most_active_dims(model, x, 8), steps=9), nrow=9),
+    }
+
+
 CAPTIONS = {
     "samples.png": "Samples from the prior (expected pixel values)",
     "reconstructions.png": "Held-out inputs (top) and their reconstructions (bottom)",
     "interpolation.png": "Linear interpolation between the latent codes of held-out pairs",
     "traversal.png": "Latent traversals: one row per latent dimension (most used first), -2.5 to +2.5",
     "loss.png": "Negative ELBO per epoch",
+    "restorations.png": "Held-out images degraded as in training (top), restored at z = 0 (middle), clean (bottom)",
 }
 
 

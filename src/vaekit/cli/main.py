@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaekit.cli import compress, evaluate, generate, training
+from vaekit.cli import compress, evaluate, generate, latent, restore, training
 
-COMMAND_GROUPS = (training, generate, evaluate, compress)
+COMMAND_GROUPS = (training, generate, evaluate, compress, latent, restore)
 
 
 def build_parser() -> argparse.ArgumentParser:

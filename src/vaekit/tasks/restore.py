@@ -1,0 +1,152 @@
+"""Restoration with a trained model: denoise, repair (JPEG), upscale (super-resolution).
+
+Each task takes a batch of degraded images (B, C, h, w) in [0, 1] and returns clean ones. Two
+kinds of model serve them:
+- a conditional VAE (`--condition noise | jpeg | downscale`) trained for the task: it decodes
+  p(x | z, y) at the prior mean z = 0 (deterministic, `temperature=0`) or at prior samples
+  (`temperature > 0`, one plausible image each);
+- for denoise and repair, also a plain VAE, best one trained with the noise mechanism
+  (`--noise gaussian | jpeg`): the encoder maps the degraded image to its posterior, and the
+  decoder's expected image is the restoration.
+A model trained on crops of photos (`tiles=True`, the run's `model.tiled`) runs on overlapping
+tiles, so any image size works; otherwise the images must have the size the model was trained at.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from vaekit.errors import ConfigError, DataError
+from vaekit.models.conditional import ConditionalVAE
+from vaekit.models.conditions import Jpeg, shape_text
+from vaekit.models.vae import ImageVAE
+from vaekit.tasks.posterior import infer, require_single_latent
+from vaekit.tasks.tiles import run_tiled
+
+TASK_CONDITIONS = {"denoise": "noise", "repair": "jpeg", "upscale": "downscale"}
+
+
+def channel_text(c: int) -> str:
+    return "grey (1-channel)" if c == 1 else f"{c}-channel"
+
+
+def check_input(model: ImageVAE, images: torch.Tensor, size: tuple[int, int], tiles: bool) -> None:
+    """One clear error for images this model cannot restore (wrong channels, or size without tiles)."""
+    c = model.image_shape[0]
+    if images.dim() != 4:
+        raise DataError(f"images must be a (B, C, H, W) batch, got a {images.dim()}-D tensor")
+    if images.shape[1] != c:
+        raise DataError(f"this model restores {channel_text(c)} images; the input has {images.shape[1]} channels")
+    if not tiles and tuple(images.shape[2:]) != tuple(size):
+        raise DataError(f"this model takes {shape_text(size)} images (the size it was trained at), got "
+                        f"{shape_text(images.shape[2:])}; only a model trained on crops of photos (--tiled) "
+                        "takes any size")
+
+
+def conditional_for(model: ImageVAE, task: str) -> ConditionalVAE | None:
+    """The model as a conditional VAE for `task`, None for a plain VAE, or a clear error."""
+    if not isinstance(model, ConditionalVAE):
+        return None
+    if model.condition.kind != TASK_CONDITIONS[task]:
+        raise ConfigError(f"this model was trained with --condition {model.condition.kind}, so it cannot {task}; "
+                          f"{task} takes a model trained with --condition {TASK_CONDITIONS[task]}")
+    return model
+
+
+def apply(model: ImageVAE, fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+          size: tuple[int, int], tiles: bool, scale: int = 1, align: int = 1) -> torch.Tensor:
+    """fn over a batch of model-sized inputs, or tile by tile over each image of any size."""
+    check_input(model, images, size, tiles)
+    if tuple(images.shape[2:]) == tuple(size):
+        return fn(images)
+    return torch.stack([run_tiled(fn, image, size, scale, align=align) for image in images])
+
+
+def estimate_sigma(noisy: torch.Tensor) -> torch.Tensor:
+    """Gaussian noise level per image, (B,): the median absolute diagonal Haar detail / 0.6745
+    (Donoho & Johnstone 1994); the image's own content barely reaches that sub-band."""
+    x = noisy[..., : noisy.shape[-2] // 2 * 2, : noisy.shape[-1] // 2 * 2]
+    detail = (x[..., ::2, ::2] - x[..., 1::2, ::2] - x[..., ::2, 1::2] + x[..., 1::2, 1::2]) / 2
+    return detail.abs().flatten(1).median(dim=1).values / 0.6745
+
+
+@torch.no_grad()
+def denoise(model: ImageVAE, noisy: torch.Tensor, sigma: float | None = None, *, tiles: bool = False,
+            temperature: float = 0.0, generator: torch.Generator | None = None, proposals: int = 128) -> torch.Tensor:
+    """Denoised images, (B, C, H, W). A `--condition noise` model is told sigma (default: the sigma it
+    was trained at, or, if it trained on a range, an estimate from each image). A plain VAE encodes
+    the noisy image; with `sigma` it also weighs posterior samples by N(noisy; E[x|z], sigma^2)."""
+    if sigma is not None and not sigma > 0:
+        raise ConfigError(f"sigma must be a positive noise level (pixels in [0, 1]), got {sigma}")
+    cvae = conditional_for(model, "denoise")
+    if cvae is not None:
+        cond = cvae.condition
+
+        def fn(tile):
+            level = sigma if sigma is not None or not cond.random else estimate_sigma(tile)
+            return cvae.restore(cond.observe(tile, sigma=level), temperature, generator)
+    elif sigma is None:
+        fn = model.reconstruct
+    else:
+        vae = require_single_latent(model, "denoising with --sigma")
+
+        def fn(tile):
+            def log_obs(params):
+                mean = vae.likelihood.mean(params)
+                return -0.5 * ((tile - mean) / sigma).pow(2).flatten(2).sum(-1)
+            return infer(vae, tile, log_obs, lambda estimate: estimate, proposals, generator=generator).mean()
+    return apply(model, fn, noisy, model.image_shape[1:], tiles)
+
+
+@torch.no_grad()
+def repair(model: ImageVAE, degraded: torch.Tensor, *, tiles: bool = False, temperature: float = 0.0,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Images restored from lossy compression (JPEG at low quality), (B, C, H, W). A `--condition jpeg`
+    model decodes p(x | z, y); a plain VAE (best trained with `--noise jpeg`) reconstructs."""
+    cvae = conditional_for(model, "repair")
+    if cvae is None:
+        return apply(model, model.reconstruct, degraded, model.image_shape[1:], tiles)
+    align = 8 if isinstance(cvae.condition, Jpeg) else 1  # keep tiles on JPEG's 8x8 block grid
+    return apply(model, lambda tile: cvae.restore(tile, temperature, generator), degraded, model.image_shape[1:],
+                 tiles, align=align)
+
+
+@torch.no_grad()
+def upscale(model: ImageVAE, low_res: torch.Tensor, scale: int | None = None, *, tiles: bool = False,
+            temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Super-resolution by a `--condition downscale` model: (B, C, h, w) -> (B, C, h*scale, w*scale)."""
+    cvae = conditional_for(model, "upscale")
+    if cvae is None:
+        raise ConfigError("upscale needs a conditional VAE trained with --condition downscale; this run is a plain "
+                          "VAE")
+    if scale is not None and scale != cvae.condition.scale:
+        raise ConfigError(f"this model upscales by {cvae.condition.scale}, not {scale}")
+    return apply(model, lambda tile: cvae.restore(tile, temperature, generator), low_res,
+                 cvae.condition.shape[1:], tiles, scale=cvae.condition.scale)
+
+
+@torch.no_grad()
+def restoration_examples(model: ConditionalVAE, x: torch.Tensor, generator: torch.Generator | None = None
+                         ) -> torch.Tensor:
+    """Rows of degraded (shown at full size), restored (z = 0) and clean images, (3B, C, H, W)."""
+    y = model.condition.degrade(x, generator)
+    shown = model.condition.full_res(y)[:, :model.condition.image_channels]
+    return torch.cat([shown, model.restore(y), x])
+
+
+def random_crops(images: list[torch.Tensor], size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` random size x size crops of images (C, H, W) of any sizes, about as many from each
+    image, as uint8 (count, C, size, size): training data for a `--tiled` restoration model."""
+    small = [i for i, image in enumerate(images) if min(image.shape[1:]) < size]
+    if small:
+        raise DataError(f"image {small[0]} is {shape_text(images[small[0]].shape[1:])}, smaller than the "
+                        f"{size}x{size} crops")
+    which = torch.arange(count) % len(images)
+    crops = []
+    for i in which.tolist():
+        _, h, w = images[i].shape
+        top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+        crops.append(images[i][:, top:top + size, left:left + size])
+    return torch.stack(crops).to(torch.uint8)

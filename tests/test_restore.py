@@ -1,0 +1,232 @@
+"""Restoration: the conditional VAE, the tasks (denoise, inpaint, repair, upscale), tiling, the CLI."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import vaekit
+from vaekit.cli.main import main
+from vaekit.config import Config, binarizes
+from vaekit.errors import ConfigError, DataError
+from vaekit.models.conditional import ConditionalVAE
+from vaekit.registry import build_model
+from vaekit.tasks.inpaint import box_mask, inpaint
+from vaekit.tasks.restore import denoise, estimate_sigma, random_crops, repair, upscale
+from vaekit.tasks.tiles import run_tiled, tile_starts
+from conftest import tiny_config
+
+G = torch.Generator
+
+
+def cvae(condition, arch="mlp", shape=(1, 8, 8), likelihood="bernoulli", **kw):
+    cfg = Config().replace({"model": arch, "condition": condition, "image_shape": shape, "latent_dim": 3,
+                            "likelihood": likelihood, "hidden_dims": (16,) if arch == "mlp" else (4, 8),
+                            "fc_dim": 16, "cvae_width": 8, "cvae_blocks": 1, "condition_scale": 2, **kw})
+    torch.manual_seed(0)
+    return build_model(cfg.model).eval()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny runs trained for 2 epochs on the built-in 8x8 digits, reloaded from their folders."""
+    root = tmp_path_factory.mktemp("restore")
+    configs = {"sr": {"condition": "downscale", "condition_scale": 2}, "jpeg": {"condition": "jpeg"},
+               "noise": {"condition": "noise", "condition_noise_sigma": 0.3},
+               "plain": {"occlusion": "blocks", "binarize": False}}
+    for name, extra in configs.items():
+        vaekit.train(tiny_config(hidden_dims=(32,), **extra), root / name, progress=False, report=name == "sr")
+    return {name: root / name for name in configs}
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("condition", ["downscale", "jpeg", "noise"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "logistic-mixture"])
+def test_conditional_vae_shapes(arch, condition, likelihood):
+    model = cvae(condition, arch, (3, 8, 12), likelihood)
+    x = torch.rand(4, 3, 8, 12)
+    out = model(x, generator=G().manual_seed(0))
+    assert out.z.shape == (4, 3) and out.log_px.shape == (4,) and torch.isfinite(out.log_px).all()
+    assert model.log_weights(x, 5).shape == (5, 4)
+    y = model.condition.degrade(x, G().manual_seed(0))
+    assert y.shape[1:] == model.condition.shape
+    restored = model.restore(y)
+    assert restored.shape == x.shape and 0 <= restored.min() and restored.max() <= 1
+    assert torch.equal(restored, model.restore(y))  # z = 0: deterministic
+    assert not torch.equal(restored, model.restore(y, 1.0, G().manual_seed(0)))
+    with pytest.raises(ConfigError, match="degraded"):
+        model.sample(2)
+
+
+def test_conditions_make_the_degradation_they_name():
+    x = torch.rand(2, 1, 8, 8)
+    y = cvae("downscale").condition.degrade(x)
+    assert torch.allclose(y, F.avg_pool2d(x, 2), atol=0.5 / 255) and torch.equal(y, (y * 255).round() / 255)
+    noisy = cvae("noise", condition_noise_sigma=0.25).condition.degrade(x, G().manual_seed(0))
+    assert noisy.shape == (2, 2, 8, 8) and torch.all(noisy[:, 1] == 0.25)
+    with pytest.raises(DataError, match="shape 1x4x4.*got 1x8x8"):
+        cvae("downscale").restore(x)
+    with pytest.raises(ConfigError, match="must divide the image size 8x8"):
+        cvae("downscale", condition_scale=3)
+    with pytest.raises(ConfigError, match="mlp and conv"):
+        cvae("jpeg", arch="hvae")
+
+
+def test_conditional_models_do_not_binarize_by_default():
+    assert binarizes(tiny_config()) and not binarizes(tiny_config(condition="jpeg"))
+
+
+def test_tile_starts_cover_with_overlap():
+    for size, tile, overlap in [(100, 16, 4), (17, 16, 4), (16, 16, 4), (64, 8, 2)]:
+        starts = tile_starts(size, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + tile == size
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert all(s % 8 == 0 for s in tile_starts(200, 64, 16, align=8)[:-1])
+
+
+def test_tiles_blend_without_seams():
+    image = torch.rand(3, 23, 37)
+    nearest = lambda t: t.repeat_interleave(2, -1).repeat_interleave(2, -2)  # noqa: E731
+    torch.testing.assert_close(run_tiled(nearest, image, (8, 8), scale=2), nearest(image))  # translation-equivariant
+    bicubic = lambda t: F.interpolate(t, scale_factor=4, mode="bicubic")  # noqa: E731
+    flat = run_tiled(bicubic, torch.full((1, 9, 30), 0.3), (7, 7), scale=4)
+    assert flat.shape == (1, 36, 120) and torch.allclose(flat, torch.tensor(0.3))
+    levels = iter(torch.linspace(0, 1, 100))  # each tile outputs its own constant: the worst case for seams
+    jumpy = run_tiled(lambda t: torch.stack([torch.full_like(x, next(levels).item()) for x in t]), image, (8, 8),
+                      overlap=4)
+    steps = torch.cat([jumpy.diff(dim=1).abs().flatten(), jumpy.diff(dim=2).abs().flatten()])
+    assert steps.max() < 0.5 * (jumpy.max() - jumpy.min())
+
+
+def test_inpaint_keeps_known_pixels_exactly(runs):
+    model = vaekit.load(runs["plain"]).model
+    x = torch.randint(0, 256, (3, 1, 8, 8)).float() / 255
+    mask = box_mask(8, 8, (2, 2, 4, 4))[None]
+    result = inpaint(model, x, mask, samples=4, proposals=16, generator=G().manual_seed(0))
+    known = mask.expand_as(x) == 0
+    assert torch.equal(result.mean[known], x[known]) and result.samples.shape == (4, 3, 1, 8, 8)
+    assert all(torch.equal(s[known], x[known]) for s in result.samples)
+    assert not torch.equal(result.mean[~known], x[~known])
+    big = inpaint(model, torch.rand(1, 1, 13, 20), box_mask(13, 20, (5, 3, 9, 6))[None], 2, proposals=8, tiles=True)
+    assert big.mean.shape == (1, 1, 13, 20) and big.samples.shape == (2, 1, 1, 13, 20)
+
+
+def test_inpaint_errors(runs):
+    model = vaekit.load(runs["plain"]).model
+    with pytest.raises(DataError, match="mask is 4x4 but the image is 8x8"):
+        inpaint(model, torch.rand(1, 1, 8, 8), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(DataError, match="does not lie inside"):
+        box_mask(8, 8, (5, 5, 4, 4))
+    with pytest.raises(DataError, match="takes 8x8 images.*got 9x9"):
+        inpaint(model, torch.rand(1, 1, 9, 9), torch.zeros(1, 1, 9, 9))
+    with pytest.raises(ConfigError, match="one latent vector"):
+        inpaint(vaekit.load(runs["sr"]).model, torch.rand(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+def test_upscale(runs):
+    run = vaekit.load(runs["sr"])
+    low = torch.rand(2, 1, 4, 4)
+    high = upscale(run.model, low, 2)
+    assert high.shape == (2, 1, 8, 8)
+    sampled = upscale(run.model, low, temperature=1.0, generator=G().manual_seed(0))
+    assert not torch.equal(high, sampled)
+    assert upscale(run.model, torch.rand(1, 1, 7, 10), tiles=True).shape == (1, 1, 14, 20)
+    with pytest.raises(ConfigError, match="upscales by 2, not 4"):
+        upscale(run.model, low, 4)
+    with pytest.raises(DataError, match="takes 4x4 images.*got 7x10"):
+        upscale(run.model, torch.rand(1, 1, 7, 10))
+    with pytest.raises(DataError, match="grey \\(1-channel\\) images; the input has 3"):
+        upscale(run.model, torch.rand(1, 3, 4, 4))
+    with pytest.raises(ConfigError, match="plain"):
+        upscale(vaekit.load(runs["plain"]).model, low)
+
+
+def test_denoise_and_repair(runs):
+    x = torch.rand(2, 1, 8, 8)
+    noise_model = vaekit.load(runs["noise"]).model
+    assert denoise(noise_model, x).shape == (2, 1, 8, 8)
+    assert not torch.equal(denoise(noise_model, x, 0.05), denoise(noise_model, x, 0.3))  # it is told sigma
+    plain = vaekit.load(runs["plain"]).model
+    assert denoise(plain, x).shape == denoise(plain, x, 0.3, proposals=8).shape == (2, 1, 8, 8)
+    assert repair(vaekit.load(runs["jpeg"]).model, x).shape == repair(plain, x).shape == (2, 1, 8, 8)
+    with pytest.raises(ConfigError, match="trained with --condition noise, so it cannot repair"):
+        repair(noise_model, x)
+
+
+def test_estimate_sigma():
+    noisy = 0.5 + 0.1 * torch.randn(3, 1, 64, 64, generator=G().manual_seed(0))
+    assert torch.allclose(estimate_sigma(noisy), torch.tensor(0.1), atol=0.01)
+
+
+def test_conditional_checkpoint_round_trip_and_report(runs):
+    run = vaekit.load(runs["sr"])
+    assert isinstance(run.model, ConditionalVAE) and run.config.model.condition == "downscale"
+    low = torch.rand(2, 1, 4, 4)
+    torch.testing.assert_close(vaekit.load(runs["sr"]).model.restore(low), run.model.restore(low))
+    assert (runs["sr"] / "restorations.png").stat().st_size > 0
+    assert "restorations.png" in (runs["sr"] / "index.html").read_text()
+
+
+def test_random_crops():
+    images = [torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8), torch.zeros(3, 16, 16, dtype=torch.uint8)]
+    crops = random_crops(images, 16, 5, G().manual_seed(0))
+    assert crops.shape == (5, 3, 16, 16) and crops.dtype == torch.uint8 and crops[1].max() == 0
+    with pytest.raises(DataError, match="smaller than"):
+        random_crops(images, 17, 2, G().manual_seed(0))
+
+
+def save_png(path, array):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_cli_end_to_end(runs, tmp_path):
+    rng = np.random.default_rng(0)
+    digit = save_png(tmp_path / "d.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    assert main(["inpaint", str(runs["plain"]), digit, "--box", "2,2,4,4", "--samples", "2", "--proposals", "8",
+                 "-o", str(tmp_path / "filled.png")]) == 0
+    filled = np.asarray(Image.open(tmp_path / "filled.png"))
+    known = np.ones((8, 8), bool)
+    known[2:6, 2:6] = False
+    assert np.array_equal(filled[known], np.asarray(Image.open(digit))[known])
+    assert (tmp_path / "filled_sample2.png").exists()
+
+    folder = tmp_path / "low"
+    folder.mkdir()
+    for i in range(3):
+        save_png(folder / f"l{i}.png", rng.integers(0, 256, (4, 4), dtype=np.uint8))
+    assert main(["upscale", str(runs["sr"]), str(folder), "--scale", "2", "-o", str(tmp_path / "up")]) == 0
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == ["l0.png", "l1.png", "l2.png"]
+    assert Image.open(tmp_path / "up/l0.png").size == (8, 8)
+    assert main(["denoise", str(runs["noise"]), digit, "--sigma", "0.2", "-o", str(tmp_path / "dn.png")]) == 0
+    assert main(["repair", str(runs["jpeg"]), digit, "--sample", "-o", str(tmp_path / "rp.png")]) == 0
+    assert Image.open(tmp_path / "rp.png").size == (8, 8)
+
+
+def test_cli_errors_are_one_sentence(runs, tmp_path, capsys):
+    rgb = save_png(tmp_path / "rgb.png", np.zeros((8, 8, 3), np.uint8))
+    grey = save_png(tmp_path / "g.png", np.zeros((8, 8), np.uint8))
+    mask = save_png(tmp_path / "m.png", np.zeros((5, 5), np.uint8))
+    cases = [(["denoise", str(runs["plain"]), rgb, "-o", str(tmp_path / "o.png")], "colour image"),
+             (["upscale", str(runs["sr"]), grey, "-o", str(tmp_path / "o.png")], "takes 4x4 images"),
+             (["inpaint", str(runs["plain"]), grey, "--mask", mask, "-o", str(tmp_path / "o.png")], "mask is 5x5"),
+             (["inpaint", str(runs["plain"]), grey, "--box", "1,2", "-o", str(tmp_path / "o.png")], "x,y,w,h"),
+             (["repair", str(runs["sr"]), grey, "-o", str(tmp_path / "o.png")], "cannot repair"),
+             (["denoise", str(runs["noise"]), grey, "--sigma", "-1", "-o", str(tmp_path / "o.png")], "positive"),
+             (["upscale", str(runs["sr"]), str(tmp_path / "none.png"), "-o", str(tmp_path / "o.png")], "no image")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_crops(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(photos / "a.png", np.zeros((30, 40, 3), np.uint8))
+    save_png(photos / "b.png", np.full((20, 25, 3), 200, np.uint8))
+    assert main(["crops", str(photos), "-o", str(tmp_path / "c.npy"), "--size", "16", "--count", "6"]) == 0
+    crops = np.load(tmp_path / "c.npy")
+    assert crops.shape == (6, 3, 16, 16) and crops.dtype == np.uint8
+    assert vaekit.load_dataset(str(tmp_path / "c.npy")).images.shape == (6, 3, 16, 16)
