@@ -35,3 +35,14 @@ def trained_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return vaekit.train(tiny_config(ema_decay=0.9), out, progress=False)
+
+
+def error_of(capsys, argv) -> str:
+    """Run the CLI and check it failed the way users should see: exit 2, one line, no traceback."""
+    from vaekit.cli.main import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err

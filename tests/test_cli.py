@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from vaekit.cli.main import main
+from conftest import error_of
 
 TINY = ["--data", "digits", "--limit", "200", "--latent-dim", "3", "--hidden-dims", "16", "--epochs", "2",
         "--batch-size", "50"]
@@ -88,14 +89,6 @@ def test_resume_continues_from_the_cli(run_dir, tmp_path):
                  "--no-report", "--resume"]) == 0
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
-
-
-def error_of(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 def test_errors_are_one_sentence(run_dir, capsys, tmp_path, digit_pngs):

@@ -19,6 +19,7 @@ from vaekit.engine.checkpoint import Run
 from vaekit.errors import DataError, VaekitError
 from vaekit.metrics import evaluate
 from vaekit.registry import build_model
+from conftest import error_of
 
 
 def tiny_run(likelihood="bernoulli", arch="mlp", shape=(1, 8, 8), seed=0) -> Run:
@@ -177,14 +178,6 @@ def save_pngs(folder, images):
     for i, image in enumerate(images):
         Image.fromarray(image[0].numpy()).save(folder / f"img{i}.png")
     return folder
-
-
-def error_of(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 def test_cli_round_trip_of_a_folder(trained_run, digits_binary, tmp_path, capsys):

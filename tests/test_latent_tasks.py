@@ -16,6 +16,7 @@ from vaekit.tasks.explore import plot_latent_map, project_2d
 from vaekit.tasks.probe import probe
 from vaekit.tasks.retrieve import (LatentIndex, add_dataset, build_index, check_same_model, embed, exact_search,
                                    item_images, load_query, model_fingerprint)
+from conftest import error_of
 
 
 @pytest.fixture(scope="module")
@@ -215,14 +216,6 @@ def test_probe_reads_separable_labels():
 
 
 # the CLI
-
-def error_of(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
-
 
 def test_cli_index_search_append(trained_run, digits_test, tmp_path, capsys):
     run, idx = str(trained_run.path), str(tmp_path / "idx")
