@@ -67,8 +67,13 @@ class ModelConfig:
                                           "denoises; the model also sees sigma", low=0.0)
     condition_noise_random: bool = option(False, "noise: draw each training image's sigma from U(0, sigma), so "
                                           "one model serves every level up to it")
-    cvae_width: int = option(64, "conv conditional VAE: channels of the decoder's full-resolution trunk", low=1)
+    cvae_width: int = option(64, "conv conditional VAE: channels of the decoder's trunk", low=1)
     cvae_blocks: int = option(4, "conv conditional VAE: residual cells in that trunk", low=0)
+    cvae_stride: int = option(1, "conv conditional VAE: the trunk and encoder work at 1/stride of the image's "
+                              "resolution, through pixel (un)shuffle (ESPCN, FFDNet): stride^2 fewer positions",
+                              low=1)
+    condition_residual: str = option("auto", "conditional VAE: the decoder learns only what y lost (auto: on for "
+                                     "downscale and jpeg, off for noise)", choices=("auto", "on", "off"))
     tiled: bool = option(False, "restoration: the model was trained on crops of larger photos, so the tasks run "
                          "it on overlapping tiles of an image of any size")
     image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)

@@ -16,6 +16,10 @@ def register(sub) -> None:
     ev.add_argument("--no-binarize", action="store_true",
                     help="score grey levels as they are (default: binarize once with seed 0 for Bernoulli models)")
     ev.add_argument("--seed", type=int, default=0, help="seed for the posterior samples")
+    ev.add_argument("--probe", action="store_true",
+                    help="also fit a linear probe and a k-NN classifier on the train split's latents and report "
+                         "their accuracy on this split's labels (what `vaekit probe` measures)")
+    ev.add_argument("--probe-k", type=int, default=10, help="neighbours of the probe's k-NN classifier (default: 10)")
     ev.add_argument("--threads", type=int, help="torch CPU threads")
     ev.add_argument("-o", "--out", help="also write the JSON to this file")
     ev.set_defaults(func=cmd_eval)
@@ -42,6 +46,26 @@ def cmd_eval(args) -> None:
     result = {"data": args.data or d.data, "split": args.split, "binarized": binarize,
               **evaluate(run.model, prepare_eval_images(images, binarize), iwae_k=args.iwae,
                          batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed))}
+    if args.probe:
+        result["probe"] = probe_result(run, dataset, args)
     if args.out:
         write_json(args.out, result)
     print(json.dumps(result, indent=2))
+
+
+def probe_result(run, dataset, args) -> dict:
+    """Probe accuracy on `dataset` (the evaluated split) of classifiers fit on the train split's latents."""
+    from vaekit.data import load_dataset
+    from vaekit.errors import DataError
+    from vaekit.tasks.probe import probe
+    from vaekit.tasks.retrieve import embed
+
+    d = run.config.data
+    train = load_dataset(args.data or d.data, "train", data_dir=args.data_dir or d.data_dir,
+                         image_size=d.image_size, channels=run.model.image_shape[0])
+    if train.labels is None or dataset.labels is None:
+        raise DataError(f"{args.data or d.data} has no labels to probe for")
+    test_images, test_labels = dataset.images[: args.limit], dataset.labels[: args.limit]
+    z_train, z_test = (embed(run.model, images, args.batch_size, progress=True)
+                       for images in (train.images, test_images))
+    return probe(z_train, train.labels, z_test, test_labels, args.probe_k, train.factor_names)

@@ -47,17 +47,6 @@ class Container:
     payload: bytes
 
 
-def model_fingerprint(config: dict, model: torch.nn.Module) -> bytes:
-    """sha256 over the config (canonical JSON) and every weight (name, dtype, shape, bytes): two
-    models share it only if they compute the same thing, so a file never meets a stranger."""
-    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.digest()
-
-
 def pack(container: Container) -> bytes:
     codec_id = next(k for k, v in CODECS.items() if v == container.codec)
     meta = json.dumps(container.meta, separators=(",", ":")).encode()

@@ -16,8 +16,8 @@ import torch
 
 from vaekit.codecs.ans import GRID_BITS, from_bytes, to_bytes
 from vaekit.codecs.bitsback import LATENT_BITS, BitsBackCoder
-from vaekit.codecs.container import CompressedFileError, Container, check_model, model_fingerprint
-from vaekit.engine.checkpoint import Run
+from vaekit.codecs.container import CompressedFileError, Container, check_model
+from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.errors import DataError, VaekitError
 
 MAX_LATENT_BITS = 16

@@ -8,6 +8,7 @@ Nothing here goes through pickle.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,3 +163,15 @@ def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.o
     if ema is not None:
         ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
     return state
+
+
+def model_fingerprint(config: dict, model: torch.nn.Module) -> bytes:
+    """sha256 over the config (canonical JSON) and every weight (name, dtype, shape, bytes): two
+    models share it only if they compute the same thing. Compressed files and latent indexes
+    carry it, so that they are never read with a model other than the one that wrote them."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()

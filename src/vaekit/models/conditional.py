@@ -42,27 +42,30 @@ class ConditionedMLPDecoder(nn.Module):
 
 
 class ConditionedConvDecoder(nn.Module):
-    """A full-resolution trunk that sees u directly and z through `ConvDecoder`'s upsampling path:
+    """A trunk that sees u directly and z through `ConvDecoder`'s upsampling path, at 1/stride of the
+    image's resolution (u folded into channels by pixel unshuffle, the output unfolded by pixel
+    shuffle, as ESPCN and FFDNet do: stride^2 fewer positions for the same receptive field):
 
-        h = conv3x3(u) + ConvDecoder(z)        (B, width, H, W)
-        h = Bottleneck cells(h)                residual, VDVAE-style
-        params = conv3x3(gelu(h))              (B, P*C, H, W)
+        h = conv3x3(unshuffle(u)) + ConvDecoder(z)   (B, width, H/s, W/s)
+        h = Bottleneck cells(h)                      residual, VDVAE-style
+        params = shuffle(conv3x3(gelu(h)))           (B, P*C, H, W)
     Local detail comes from u, global information (what the degraded image lost) from z."""
 
     def __init__(self, image_shape, cond_channels: int, widths, latent_dim: int, fc_dim: int,
-                 params_per_channel: int, width: int, blocks: int):
+                 params_per_channel: int, width: int, blocks: int, stride: int = 1):
         super().__init__()
         c, h, w = image_shape
-        self.z_map = ConvDecoder((width, h, w), widths, latent_dim, fc_dim, 1)
-        self.stem = nn.Conv2d(cond_channels, width, 3, padding=1)
+        self.z_map = ConvDecoder((width, h // stride, w // stride), widths, latent_dim, fc_dim, 1)
+        self.unshuffle, self.shuffle = nn.PixelUnshuffle(stride), nn.PixelShuffle(stride)
+        self.stem = nn.Conv2d(cond_channels * stride**2, width, 3, padding=1)
         scale = 1 / math.sqrt(max(1, blocks))
         self.cells = nn.Sequential(*[Bottleneck(width, max(1, width // 4), width, last_scale=scale)
                                      for _ in range(blocks)])
-        self.out = nn.Conv2d(width, params_per_channel * c, 3, padding=1)
+        self.out = nn.Conv2d(width, params_per_channel * c * stride**2, 3, padding=1)
 
     def forward(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        h = self.stem(u) + self.z_map(z)
-        return self.out(F.gelu(self.cells(h)))
+        h = self.stem(self.unshuffle(u)) + self.z_map(z)
+        return self.shuffle(self.out(F.gelu(self.cells(h))))
 
 
 def shift_toward(likelihood: Likelihood, params: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -183,10 +186,16 @@ def build_conditional(cfg, image_shape, likelihood: Likelihood) -> ConditionalVA
         decoder = ConditionedMLPDecoder(image_shape, condition.channels * h * w, hidden[::-1], cfg.latent_dim,
                                         likelihood.params_per_channel)
     elif cfg.arch == "conv":
-        widths = cfg.hidden_dims or (32, 64)
-        encoder = ConvEncoder(both, widths, cfg.latent_dim, cfg.fc_dim)
+        widths, s = cfg.hidden_dims or (32, 64), cfg.cvae_stride
+        if h % s or w % s:
+            raise ConfigError(f"model.cvae_stride {s} must divide the image size {h}x{w}")
+        encoder = ConvEncoder((both[0] * s * s, h // s, w // s), widths, cfg.latent_dim, cfg.fc_dim)
+        if s > 1:  # (a plain ConvEncoder at stride 1 keeps the parameter names of earlier checkpoints)
+            encoder = nn.Sequential(nn.PixelUnshuffle(s), encoder)
         decoder = ConditionedConvDecoder(image_shape, condition.channels, widths, cfg.latent_dim, cfg.fc_dim,
-                                         likelihood.params_per_channel, cfg.cvae_width, cfg.cvae_blocks)
+                                         likelihood.params_per_channel, cfg.cvae_width, cfg.cvae_blocks, s)
     else:
         raise ConfigError(f"model.condition works with the mlp and conv architectures, not {cfg.arch}")
+    if cfg.condition_residual != "auto":
+        condition.residual = cfg.condition_residual == "on"
     return ConditionalVAE(condition, encoder, decoder, StandardNormal(cfg.latent_dim), likelihood, image_shape)

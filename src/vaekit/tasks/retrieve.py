@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from vaekit.data import ImageDataset
 from vaekit.engine.batches import to_unit
-from vaekit.engine.checkpoint import Run, checkpoint_dir
+from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.engine.files import atomic_dir
 from vaekit.errors import CheckpointError, DataError
 from vaekit.models.vae import VAE
@@ -46,20 +46,6 @@ def embed(model: VAE, images: torch.Tensor, batch_size: int = 500, progress: boo
                           else images[s:s + batch_size].float()).mean
              for s in tqdm(steps, desc="embedding", unit="batch", disable=not progress, leave=False)]
     return torch.cat(means) if means else torch.zeros(0, model.latent_dim)
-
-
-def model_fingerprint(run_dir: str | Path) -> str:
-    """sha256 of the run's config.json and model.safetensors bytes: which weights made an embedding."""
-    ckpt = checkpoint_dir(run_dir)
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = ckpt / name
-        if not path.is_file():
-            raise CheckpointError(f"{run_dir} is not a vaekit run folder (no {name} in {ckpt})")
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def exact_search(embeddings: torch.Tensor, queries: torch.Tensor, k: int,
@@ -257,7 +243,7 @@ def build_index(run: Run, dataset: ImageDataset, source: dict, backend: str = "e
                 progress: bool = False) -> LatentIndex:
     """Embed a dataset with a run's model into a new index. `source` says where the images came
     from (data, split, data_dir, image_size), so that images without files can be shown later."""
-    index = LatentIndex(torch.zeros(0, run.model.latent_dim), [], [], model_fingerprint(run.path),
+    index = LatentIndex(torch.zeros(0, run.model.latent_dim), [], [], run_fingerprint(run),
                         str(Path(run.path).resolve()), run.model.image_shape, [], backend)
     add_dataset(index, run, dataset, source, batch_size, progress)
     return index
@@ -271,9 +257,13 @@ def add_dataset(index: LatentIndex, run: Run, dataset: ImageDataset, source: dic
     index.add(embeddings, item_names(dataset, source), label_list(dataset), {**source, "files": bool(dataset.paths)})
 
 
+def run_fingerprint(run: Run) -> str:
+    return model_fingerprint(run.config.to_dict(), run.model).hex()
+
+
 def check_same_model(index: LatentIndex, run: Run) -> None:
     """Latents of two different models are not comparable: refuse to mix them."""
-    if model_fingerprint(run.path) != index.fingerprint:
+    if run_fingerprint(run) != index.fingerprint:
         raise CheckpointError(f"the index was built by another model than the run at {run.path} "
                               f"(fingerprints differ); use the run that built it ({index.run})")
 
