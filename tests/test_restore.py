@@ -58,6 +58,29 @@ def test_conditional_vae_shapes(arch, condition, likelihood):
         model.sample(2)
 
 
+@pytest.mark.parametrize("stride", [2, 4])
+def test_strided_trunk_works_at_lower_resolution(stride):
+    model = cvae("downscale", "conv", (3, 16, 16), "gaussian", cvae_stride=stride)
+    assert model.decoder.stem.in_channels == 3 * stride**2  # u folded into channels
+    x = torch.rand(2, 3, 16, 16)
+    out = model(x, generator=G().manual_seed(0))
+    assert out.log_px.shape == (2,) and torch.isfinite(out.log_px).all()
+    assert model.restore(model.condition.degrade(x)).shape == x.shape
+    with pytest.raises(ConfigError, match="cvae_stride 3 must divide the image size 16x16"):
+        cvae("downscale", "conv", (3, 16, 16), cvae_stride=3)
+
+
+@pytest.mark.parametrize("residual", ["on", "off"])
+def test_residual_switch_starts_the_decoder_at_the_degraded_image(residual):
+    model = cvae("noise", "conv", (1, 8, 8), "gaussian", condition_residual=residual)
+    torch.nn.init.zeros_(model.decoder.out.weight)
+    torch.nn.init.zeros_(model.decoder.out.bias)
+    noisy = model.condition.observe(torch.rand(2, 1, 8, 8))
+    restored = model.restore(noisy)
+    assert model.condition.residual == (residual == "on")
+    assert torch.allclose(restored, noisy[:, :1] if residual == "on" else torch.zeros_like(restored))
+
+
 def test_conditions_make_the_degradation_they_name():
     x = torch.rand(2, 1, 8, 8)
     y = cvae("downscale").condition.degrade(x)
