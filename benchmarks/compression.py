@@ -1,6 +1,8 @@
 """Lossless compression of the MNIST test set: vaekit's bits-back ANS files against the classic codecs.
 
     python benchmarks/compression.py [DATA_DIR] [--run-binary RUN] [--run-8bit RUN] [--limit N]
+    python benchmarks/compression.py lossy [IMAGE_FOLDER] [--run-photos RUN] [--run-mnist RUN]   (lossy:
+        the learned transform codec against JPEG and WebP, and on MNIST; see compression_lossy.py)
 
 Bits per dimension come from the sizes of real files (vaekit: the whole .vkz file of a full
 round trip, decoded with one thread after encoding with --threads and checked pixel for pixel).
@@ -108,6 +110,11 @@ def measure_vaekit(run, images: torch.Tensor, threads: int, workdir: Path, setti
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lossy"]:
+        import compression_lossy
+
+        return compression_lossy.main(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data_dir", nargs="?", default=default_mnist_dir(), help="folder with the MNIST IDX files")
     p.add_argument("--run-8bit", help="use this trained logistic-mixture run instead of training one")

@@ -82,13 +82,19 @@ def test_eval_prints_json(run_dir, capsys, tmp_path):
     assert json.loads((tmp_path / "m.json").read_text()) == result
 
 
-def test_resume_continues_from_the_cli(run_dir, tmp_path):
+def test_resume_continues_from_the_cli(run_dir, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     assert main(["train", *TINY, "--epochs", "3", "--set", "beta=2", "--set", "ema_decay=0.9", "--out", str(copy),
                  "--no-report", "--resume"]) == 0
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
+    # the run's own settings are the base: naming only the epochs is enough, a changed setting is refused
+    assert main(["train", "--epochs", "4", "--out", str(copy), "--no-report", "--resume"]) == 0
+    assert len((copy / "metrics.jsonl").read_text().splitlines()) == 4
+    capsys.readouterr()
+    assert "was trained with model.latent_dim" in error_of(
+        capsys, ["train", "--epochs", "5", "--latent-dim", "7", "--out", str(copy), "--resume"])
 
 
 def test_errors_are_one_sentence(run_dir, capsys, tmp_path, digit_pngs):

@@ -41,8 +41,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = option("mlp", "architecture: mlp, conv, or hvae (deep hierarchical)", flag="model",
-                       choices=("mlp", "conv", "hvae"))
+    arch: str = option("mlp", "architecture: mlp, conv, hvae (deep hierarchical), or vaegan (a VAE trained with a "
+                       "discriminator, Larsen et al. 2016); factorized or hyperprior: a lossy learned transform "
+                       "codec (Balle et al. 2017, 2018)", flag="model",
+                       choices=("mlp", "conv", "hvae", "vaegan", "factorized", "hyperprior"))
     latent_dim: int = option(20, "number of latent dimensions (hvae: latent channels per group)", low=1)
     hidden_dims: tuple[int, ...] | None = option(None, "hidden layer sizes (mlp; default 400) or conv widths "
                                                  "(conv; default 32,64)")
@@ -76,10 +78,22 @@ class ModelConfig:
                                      "downscale and jpeg, off for noise)", choices=("auto", "on", "off"))
     tiled: bool = option(False, "restoration: the model was trained on crops of larger photos, so the tasks run "
                          "it on overlapping tiles of an image of any size")
+    lmbda: tuple[float, ...] = option((0.0035, 0.0067, 0.013, 0.025), "codec: rate-distortion trade-offs, one "
+                                      "quality level per value, lowest rate first (loss: bpp + lambda * 255^2 * MSE)")
+    codec_channels: int = option(64, "codec: channels N of the analysis/synthesis transforms and the hyperprior",
+                                 low=1)
+    codec_latent: int = option(96, "codec: channels M of the quantized latent y", low=1)
+    vaegan_base: str = option("conv", "vaegan: the encoder/decoder architecture the discriminator is added to",
+                              choices=("conv", "mlp"))
+    disc_arch: str = option("conv", "vaegan: discriminator architecture (mlp: much cheaper for small images on "
+                            "a CPU)", choices=("conv", "mlp"))
+    disc_widths: tuple[int, ...] = option((32, 64, 128), "vaegan: discriminator widths (conv: one stride-2 4x4 conv "
+                                          "each; mlp: hidden layer sizes); the last layer's features are the "
+                                          "learned similarity metric")
     image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)
 
     def __post_init__(self):
-        for name in ("hidden_dims", "hvae_groups"):
+        for name in ("hidden_dims", "hvae_groups", "disc_widths"):
             sizes = getattr(self, name)
             if sizes is not None and (not sizes or min(sizes) < 1):
                 raise ConfigError(f"model.{name} must be positive integers, got {sizes}")
@@ -131,11 +145,31 @@ class MechanismConfig:
 
 
 @dataclass(frozen=True)
+class GANConfig:
+    """The adversarial trainer of `--model vaegan` (see vaekit.engine.adversarial); the encoder and
+    decoder use train.lr and its schedule, the discriminator its own rate."""
+
+    gamma: float = option(1.0, "weight of the feature-wise reconstruction (through the discriminator) in the "
+                          "decoder's loss, against fooling the discriminator (Larsen et al.'s gamma)",
+                          flag="gan-gamma", low=0.0)
+    adversarial_weight: float = option(5.0, "weight of the decoder's adversarial (non-saturating GAN) loss (5: "
+                                       "best of 1 and 5 on MNIST, see docs/benchmarks.md)",
+                                       flag="gan-adversarial-weight", low=0.0)
+    pixel_weight: float = option(1.0, "weight of the pixel likelihood -log p(x|z) in the encoder's and decoder's "
+                                 "losses (0: pure Larsen et al.; above 0 keeps the ELBO meaningful and early "
+                                 "training stable)", flag="gan-pixel-weight", low=0.0)
+    disc_lr: float = option(2e-4, "discriminator learning rate (Adam)", flag="disc-lr", low=0.0)
+    adam_beta1: float = option(0.5, "Adam beta1 of all three optimizers (0.5 as in DCGAN)", flag="gan-beta1",
+                               low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mechanism: MechanismConfig = field(default_factory=MechanismConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -154,10 +188,13 @@ def binarizes(config: Config) -> bool:
     and the model is not conditional (a restoration model learns the grey images it will restore)."""
     if config.data.binarize is not None:
         return config.data.binarize
+    if config.model.arch in ("factorized", "hyperprior"):  # lossy codecs reconstruct the 8-bit images
+        return False
     return config.model.likelihood == "bernoulli" and config.model.condition == "none"
 
 
-SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mechanism": MechanismConfig}
+SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "mechanism": MechanismConfig,
+                   "gan": GANConfig}
 
 
 def config_fields():
@@ -217,7 +254,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     try:
         if origin is tuple:
             items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-            return tuple(int(v) for v in items)
+            element = typing.get_args(base)[0]
+            return tuple(float(v) if element is float else int(v) for v in items)
         if base is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
@@ -237,7 +275,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _type_name(t: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        t, "a comma-separated list of integers")
+        t, "a comma-separated list of numbers" if float in typing.get_args(t) else "a comma-separated list of integers")
 
 
 def check_range(f: dataclasses.Field, value: Any, key: str) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vaekit.models.transform import CodecOutput
 from vaekit.models.vae import ImageVAE, VAEOutput
 
 
@@ -51,3 +52,36 @@ def iwae_bound(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Genera
         n = min(chunk, k - start)
         parts.append(torch.logsumexp(model.log_weights(x, n, generator, context=context), 0))
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
+
+
+def rate_distortion_loss(out: CodecOutput, x: torch.Tensor, lambdas: torch.Tensor) -> LossTerms:
+    """Rate + lambda * distortion for a transform codec (Ballé et al. 2017), per image
+    bpp + lambda * 255^2 * MSE (CompressAI's scale for lambda), each image with its own
+    lambda (B,) (its quality level). The loss to minimize is exactly that (so CompressAI's
+    learning rates and gradient clipping carry over); it is reported in nats per image, as the
+    negative ELBO of the equivalent VAE (uniform posterior, Gaussian likelihood of variance
+    1 / (2 lambda 255^2 ln 2) per sub-pixel, constants dropped): `kl` the rate, `recon` the
+    weighted distortion."""
+    pixels = x.shape[-2] * x.shape[-1]
+    mse = ((out.x_hat - x) ** 2).flatten(1).mean(1)  # (B,)
+    objective = (out.rate_bits / pixels + lambdas * 255**2 * mse).mean()  # bpp + lambda * 255^2 * MSE
+    nats = pixels * math.log(2)  # per pixel in bits -> per image in nats
+    rate_nats = (out.rate_bits / pixels).mean().detach() * nats
+    distortion_nats = (lambdas * 255**2 * mse).mean().detach() * nats
+    return LossTerms(objective, rate_nats + distortion_nats, distortion_nats, rate_nats)
+
+
+@dataclass
+class VideoLossTerms:
+    loss: torch.Tensor  # what to minimize (scalar)
+    sse_per_frame: torch.Tensor  # squared error summed over pixels in [0, 1], mean over frames and clips
+    kl_nats_per_frame: torch.Tensor  # KL(q||p) per predicted frame, nats, mean over frames and clips
+
+
+def video_loss(x_hat: torch.Tensor, kl: torch.Tensor, target: torch.Tensor, beta: float) -> VideoLossTerms:
+    """SVG's objective per predicted frame: the squared error summed over pixels (a Gaussian
+    likelihood of fixed variance) + beta * KL(q(z_t | x_1..t) || p(z_t | x_1..t-1)).
+    x_hat, target (B, T, C, H, W); kl (B, T)."""
+    sse = (x_hat - target).pow(2).flatten(2).sum(-1).mean()
+    kl = kl.mean()
+    return VideoLossTerms(sse + beta * kl, sse.detach(), kl.detach())

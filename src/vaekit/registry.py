@@ -11,7 +11,9 @@ from vaekit.models.encoders import ConvEncoder, MLPEncoder
 from vaekit.models.likelihoods import Bernoulli, DiscretizedLogisticMixture, Gaussian, Likelihood
 from vaekit.models.priors import StandardNormal
 from vaekit.models.hierarchical import HierarchicalVAE
+from vaekit.models.transform import TransformCodec
 from vaekit.models.vae import VAE, ImageVAE
+from vaekit.models.vaegan import VAEGAN, Discriminator, MLPDiscriminator
 
 LIKELIHOODS: dict[str, Callable[[ModelConfig], Likelihood]] = {
     "bernoulli": lambda cfg: Bernoulli(),
@@ -40,7 +42,24 @@ def _hvae(cfg: ModelConfig, shape, likelihood: Likelihood) -> HierarchicalVAE:
                            groups=cfg.hvae_groups, encoder_blocks=cfg.hvae_encoder_blocks)
 
 
-ARCHITECTURES: dict[str, Callable[..., ImageVAE]] = {"mlp": _mlp, "conv": _conv, "hvae": _hvae}
+def _vaegan(cfg: ModelConfig, shape, likelihood: Likelihood) -> VAEGAN:
+    """The `vaegan_base` VAE with a discriminator added; trained by `vaekit.engine.adversarial`."""
+    base = ARCHITECTURES[cfg.vaegan_base](cfg, shape, likelihood)
+    discriminator = (MLPDiscriminator if cfg.disc_arch == "mlp" else Discriminator)(shape, cfg.disc_widths)
+    return VAEGAN(base.encoder, base.decoder, base.prior, likelihood, shape, discriminator)
+
+
+def _codec(cfg: ModelConfig, shape, likelihood: Likelihood) -> TransformCodec:
+    """A lossy transform codec (the likelihood is unused: its distortion is the MSE of the loss)."""
+    if not cfg.lmbda or min(cfg.lmbda) <= 0:
+        raise ConfigError(f"model.lmbda must be positive numbers, one per quality level, got {cfg.lmbda}")
+    return TransformCodec(shape, cfg.arch, cfg.codec_channels, cfg.codec_latent, cfg.lmbda)
+
+
+ARCHITECTURES: dict[str, Callable[..., ImageVAE]] = {"mlp": _mlp, "conv": _conv, "hvae": _hvae, "vaegan": _vaegan,
+                                                     "factorized": _codec, "hyperprior": _codec}
+CODEC_ARCHITECTURES = frozenset({"factorized", "hyperprior"})  # rate-distortion loss (vaekit.losses), lossy files
+ADVERSARIAL_ARCHITECTURES = frozenset({"vaegan"})  # trained by vaekit.engine.adversarial, not the ELBO loop
 
 
 def build_model(cfg: ModelConfig) -> ImageVAE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from vaekit.engine.files import atomic_path, write_json, write_text
 from vaekit.imaging import save_grid
 from vaekit.metrics import evaluate
 from vaekit.models.conditional import ConditionalVAE
+from vaekit.models.transform import TransformCodec
 from vaekit.tasks.generate import interpolate, most_active_dims, traverse
 from vaekit.tasks.restore import restoration_examples
 
@@ -54,6 +56,8 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     model did not train on. Returns the path of index.html."""
     out = Path(out_dir or run.path)
     model = run.model.eval()
+    if isinstance(model, TransformCodec):  # a lossy codec: reconstructions and rate per quality level
+        return codec_report(run, held_out, out)
     binarize = binarizes(run.config)
     x = to_unit(held_out[:1000])  # pictures show the images as they are; metrics use the protocol's binarization
     g = torch.Generator().manual_seed(seed)
@@ -63,12 +67,27 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     else:
         files = unconditional_pictures(model, x, g, out)
     x = prepare_eval_images(held_out[:1000], binarize)
+    x = x[:affordable_images(model, x, iwae_k)]
     if run.history:
         files["loss.png"] = plot_history(run.history, out / "loss.png")
     metrics = {"split": "held-out", **evaluate(model, x, iwae_k=iwae_k, generator=g, progress=progress)}
     write_json(out / "metrics.json", metrics)
     write_text(out / "index.html", render_html(run, metrics, list(files)))
     return out / "index.html"
+
+
+IWAE_SECONDS = 60  # what the report's metrics may cost, so a slow model's report stays quick
+
+
+def affordable_images(model, x: torch.Tensor, iwae_k: int) -> int:
+    """How many held-out images the report can score with k-sample IWAE in about IWAE_SECONDS
+    (at least 50, at most all): k forward passes per image, timed on a few images."""
+    if not iwae_k or len(x) <= 50:
+        return len(x)
+    started = time.perf_counter()
+    model(x[:50], generator=torch.Generator().manual_seed(0))
+    per_image = (time.perf_counter() - started) / 50
+    return int(min(len(x), max(50, IWAE_SECONDS / (iwae_k * per_image))))
 
 
 def unconditional_pictures(model, x: torch.Tensor, g: torch.Generator, out: Path) -> dict[str, Path]:
@@ -83,14 +102,40 @@ def unconditional_pictures(model, x: torch.Tensor, g: torch.Generator, out: Path
     }
 
 
+def codec_report(run: Run, held_out: torch.Tensor, out: Path) -> Path:
+    """metrics.json (estimated bpp and PSNR per quality level on held-out images), the loss curve,
+    and held-out images (top row) over their decoded versions at each quality (rows below)."""
+    from vaekit.codecs.lossy import estimate
+
+    x = to_unit(held_out[:200])
+    levels = [estimate(run.model, x, q) for q in range(run.model.qualities)]
+    rows = [x[:12]] + [run.model.reconstruct(x[:12], q) for q in range(run.model.qualities)]
+    files = {"reconstructions.png": save_grid(out / "reconstructions.png", torch.cat(rows), nrow=12)}
+    if run.history:
+        files["loss.png"] = plot_history(run.history, out / "loss.png")
+    metrics = {"split": "held-out", "n_images": len(x), "estimated_bpp": [m["bpp"] for m in levels],
+               "psnr_db": [m["psnr_db"] for m in levels], "lmbda": list(run.model.lambdas)}
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "index.html", render_html(run, metrics, list(files)))
+    return out / "index.html"
+
+
 CAPTIONS = {
     "samples.png": "Samples from the prior (expected pixel values)",
-    "reconstructions.png": "Held-out inputs (top) and their reconstructions (bottom)",
+    "reconstructions.png": "Held-out inputs (top) and their reconstructions (below; a codec: one row per "
+                           "quality level, lowest rate first)",
     "interpolation.png": "Linear interpolation between the latent codes of held-out pairs",
     "traversal.png": "Latent traversals: one row per latent dimension (most used first), -2.5 to +2.5",
     "loss.png": "Negative ELBO per epoch",
     "restorations.png": "Held-out images degraded as in training (top), restored at z = 0 (middle), clean (bottom)",
 }
+
+
+def describe(cfg) -> str:
+    if cfg.arch in ("factorized", "hyperprior"):
+        return (f"{cfg.arch} transform codec (N={cfg.codec_channels}, M={cfg.codec_latent}), "
+                f"{len(cfg.lmbda)} quality levels, lambda {', '.join(f'{v:g}' for v in cfg.lmbda)}")
+    return f"{cfg.arch} VAE, {cfg.latent_dim} latent dims, {cfg.likelihood} likelihood"
 
 
 def render_html(run: Run, metrics: dict, images: list[str]) -> str:
@@ -105,8 +150,7 @@ def render_html(run: Run, metrics: dict, images: list[str]) -> str:
 figure{{display:inline-block;margin:1em;vertical-align:top}}img{{image-rendering:pixelated;max-width:100%}}
 table{{border-collapse:collapse}}td{{border:1px solid #ccc;padding:4px 10px}}</style></head>
 <body><h1>vaekit run: {html.escape(run.path.name)}</h1>
-<p>{html.escape(run.config.model.arch)} VAE, {run.config.model.latent_dim} latent dims,
-{html.escape(run.config.model.likelihood)} likelihood, trained on {html.escape(run.config.data.data)}.</p>
+<p>{html.escape(describe(run.config.model))}, trained on {html.escape(run.config.data.data)}.</p>
 <h2>Metrics on held-out images</h2><table>{rows}</table>
 <h2>Pictures</h2>{figures}
 <h2>Config</h2><pre>{config}</pre></body></html>

@@ -6,11 +6,14 @@ from pathlib import Path
 
 def register(sub) -> None:
     comp = sub.add_parser("compress", help="compress images with a trained model into one .vkz file")
-    comp.add_argument("run", help="run folder of the model (its likelihood must be bernoulli or logistic-mixture)")
+    comp.add_argument("run", help="run folder of the model: a VAE with a bernoulli or logistic-mixture likelihood "
+                      "(--lossless), or a lossy codec (--model hyperprior or factorized)")
     comp.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, or a dataset name")
     comp.add_argument("-o", "--out", required=True, help="output .vkz file")
-    comp.add_argument("--lossless", action="store_true", required=True,
+    comp.add_argument("--lossless", action="store_true",
                       help="bits-back ANS coding: decompressed pixels are identical to the input")
+    comp.add_argument("--quality", type=int, help="lossy codec: quality level 1..Q (higher: more bits, better "
+                      "images; default: the highest)")
     comp.add_argument("--split", default="test", choices=("train", "test"), help="split of a dataset INPUT")
     comp.add_argument("--data-dir", help="folder holding existing IDX files (for a dataset INPUT)")
     comp.add_argument("--limit", type=int, help="only the first N images of a dataset INPUT")
@@ -33,11 +36,21 @@ def cmd_compress(args) -> None:
     from vaekit.api import load
     from vaekit.codecs import container, images, lossless
     from vaekit.codecs.bitsback import LATENT_BITS
+    from vaekit.errors import VaekitError
     from vaekit.models.likelihoods import Bernoulli
+    from vaekit.models.transform import TransformCodec
 
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load(args.run)
+    if isinstance(run.model, TransformCodec):
+        if args.lossless:
+            raise VaekitError(f"the run {args.run} is a lossy codec; drop --lossless (or use a VAE run for lossless)")
+        compress_lossy(args, run)
+        return
+    if not args.lossless:
+        raise VaekitError(f"the run {args.run} is a VAE: pass --lossless for bits-back coding (lossy --quality "
+                          "needs a codec run, --model hyperprior)")
     x, names = images.collect(args.inputs, run.model.image_shape[0], args.split, args.data_dir,
                               binarize=isinstance(run.model.likelihood, Bernoulli), limit=args.limit)
     box = lossless.compress(run, x, names, args.latent_bits or LATENT_BITS)
@@ -50,7 +63,7 @@ def cmd_decompress(args) -> None:
     import torch
 
     from vaekit.api import load
-    from vaekit.codecs import container, images, lossless
+    from vaekit.codecs import container, images, lossless, lossy
     from vaekit.errors import VaekitError
 
     if args.threads:
@@ -60,5 +73,17 @@ def cmd_decompress(args) -> None:
     if not isinstance(run_dir, str) or not Path(run_dir).is_dir():
         raise VaekitError(f"{args.file} was compressed with the run {run_dir}, which is not there; "
                           "pass --run RUN with the run folder of that model")
-    x, names = lossless.decompress(load(run_dir), box, args.file)
+    decoder = lossy if box.codec == "transform" else lossless
+    x, names = decoder.decompress(load(run_dir), box, args.file)
     print(f"{images.write_pngs(args.out, x, names)}: {len(x)} images")
+
+
+def compress_lossy(args, run) -> None:
+    from vaekit.codecs import container, images, lossy
+
+    x, names = images.collect_any_size(args.inputs, run.model.image_shape[0], args.split, args.data_dir, args.limit)
+    box = lossy.compress(run, x, names, args.quality)
+    path = container.write(args.out, box)
+    size, pixels = path.stat().st_size, sum(im.shape[1] * im.shape[2] for im in x)
+    print(f"{path}: {len(x)} images, quality {box.meta['quality']} of {run.model.qualities} "
+          f"(lambda {box.meta['lmbda']:g}), {size} bytes, {8 * size / pixels:.4f} bpp (file size / pixels)")

@@ -28,7 +28,7 @@ def register(sub) -> None:
 def cmd_eval(args) -> None:
     import torch
 
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.data import load_dataset
     from vaekit.engine.files import write_json
     from vaekit.metrics import evaluate
@@ -36,7 +36,7 @@ def cmd_eval(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    run = load(args.run)
+    run = load_vae(args.run)
     d = run.config.data
     dataset = load_dataset(args.data or d.data, args.split, data_dir=args.data_dir or d.data_dir,
                            image_size=d.image_size, channels=run.model.image_shape[0])

@@ -40,10 +40,10 @@ def register(sub) -> None:
 def cmd_sample(args) -> None:
     import torch
 
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.imaging import save_grid
 
-    model = load(args.run).model
+    model = load_vae(args.run).model
     images = model.sample(args.n, args.temperature, torch.Generator().manual_seed(args.seed))
     print(save_grid(args.out, images))
 
@@ -51,10 +51,10 @@ def cmd_sample(args) -> None:
 def cmd_reconstruct(args) -> None:
     import torch
 
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.imaging import load_image, make_grid, save_grid, save_image
 
-    model = load(args.run).model
+    model = load_vae(args.run).model
     x = torch.stack([load_image(p, model.image_shape) for p in args.images])
     x_hat = model.reconstruct(x)
     out = Path(args.out)
@@ -64,22 +64,22 @@ def cmd_reconstruct(args) -> None:
 
 
 def cmd_interpolate(args) -> None:
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.imaging import load_image, save_grid
     from vaekit.tasks.generate import interpolate
 
-    model = load(args.run).model
+    model = load_vae(args.run).model
     a, b = (load_image(p, model.image_shape) for p in (args.a, args.b))
     print(save_grid(args.out, interpolate(model, a, b, args.steps, args.spherical), nrow=args.steps))
 
 
 def cmd_traverse(args) -> None:
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.errors import VaekitError
     from vaekit.imaging import save_grid
     from vaekit.tasks.generate import traverse
 
-    model = load(args.run).model
+    model = load_vae(args.run).model
     dims = [int(d) for d in args.dims.split(",")] if args.dims else None
     if dims and not all(0 <= d < model.latent_dim for d in dims):
         raise VaekitError(f"--dims must lie in 0..{model.latent_dim - 1}")

@@ -93,11 +93,11 @@ def _load(run, args, split: str, name: str | None = None):
 
 
 def cmd_index(args) -> None:
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.errors import DataError
     from vaekit.tasks.retrieve import LatentIndex, add_dataset, build_index
 
-    run = load(args.run)
+    run = load_vae(args.run)
     out = Path(args.out)
     if args.append:
         index = LatentIndex.load(out)
@@ -118,12 +118,12 @@ def cmd_index(args) -> None:
 def cmd_search(args) -> None:
     import torch
 
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.imaging import save_grid
     from vaekit.tasks.retrieve import LatentIndex, check_same_model, embed, item_images, load_query
 
     index = LatentIndex.load(args.index, backend="exact" if args.exact else None)
-    run = load(args.run or index.run)
+    run = load_vae(args.run or index.run)
     check_same_model(index, run)
     queries = torch.stack([load_query(p, index.image_shape, args.resize) for p in args.queries])
     hits = index.search(embed(run.model, queries), args.k)
@@ -136,13 +136,13 @@ def cmd_search(args) -> None:
 
 
 def cmd_detect(args) -> None:
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.engine.trainer import prepare_data
     from vaekit.errors import DataError
     from vaekit.tasks.anomaly import anomaly_scores, calibrate_threshold, write_report
     from vaekit.tasks.retrieve import item_names, label_list
 
-    run = load(args.run)
+    run = load_vae(args.run)
     dataset, source = _load(run, args, args.split)
     if args.normal:
         normal = _load(run, args, args.normal_split, name=args.normal)[0].images
@@ -165,12 +165,12 @@ def cmd_detect(args) -> None:
 
 
 def cmd_latent_map(args) -> None:
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.errors import DataError
     from vaekit.tasks.explore import plot_latent_map, project_2d
     from vaekit.tasks.retrieve import embed
 
-    run = load(args.run)
+    run = load_vae(args.run)
     dataset, source = _load(run, args, args.split)
     labels, label_name = dataset.labels, "label"
     if labels is not None and labels.dim() == 2:
@@ -189,13 +189,13 @@ def cmd_latent_map(args) -> None:
 
 
 def cmd_probe(args) -> None:
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
     from vaekit.engine.files import write_json
     from vaekit.errors import DataError
     from vaekit.tasks.probe import probe
     from vaekit.tasks.retrieve import embed
 
-    run = load(args.run)
+    run = load_vae(args.run)
     train, source = _load(run, args, "train")
     test, _ = _load(run, args, "test")
     if train.labels is None or test.labels is None:

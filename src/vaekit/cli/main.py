@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaekit.cli import compress, evaluate, generate, latent, restore, training
+from vaekit.cli import compress, evaluate, generate, latent, quality, restore, training, video
 
-COMMAND_GROUPS = (training, generate, evaluate, compress, latent, restore)
+COMMAND_GROUPS = (training, generate, evaluate, quality, compress, latent, restore, video)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,11 +113,11 @@ def process(args, work) -> None:
     import torch
     from tqdm.auto import tqdm
 
-    from vaekit.api import load
+    from vaekit.engine.checkpoint import load_vae
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    run = load(args.run)
+    run = load_vae(args.run)
     model, tiles = run.model, run.config.model.tiled
     source = Path(args.input)
     files = image_files(source)

@@ -68,17 +68,23 @@ def cmd_demo(args) -> None:
 def cmd_train(args) -> None:
     from vaekit.api import train
     from vaekit.config import Config, load_yaml
+    from vaekit.engine.checkpoint import read_config
     from vaekit.errors import ConfigError
 
-    config = Config.from_dict(load_yaml(args.config) if args.config else {})
+    if args.resume and not args.out:
+        raise ConfigError("--resume needs --out: the run folder to continue")
+    # a resumed run starts from its own saved settings, so later changes of vaekit's defaults do not
+    # stop it; what the YAML and flags set on top must still agree with them (only epochs may grow)
+    sections = read_config(args.out).to_dict() if args.resume else {}
+    for section, values in (load_yaml(args.config) if args.config else {}).items():
+        sections[section] = {**sections.get(section, {}), **values} if isinstance(values, dict) else values
+    config = Config.from_dict(sections)
     config = config.replace({k: v for k, v in vars(args).items() if "." in k})
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         config = config.replace({key.strip(): value.strip()})
-    if args.resume and not args.out:
-        raise ConfigError("--resume needs --out: the run folder to continue")
     run = train(config, args.out or fresh_run_dir(config), resume=args.resume, report=not args.no_report)
     print_run(run.path)
 
@@ -101,5 +107,10 @@ def print_run(path: Path) -> None:
     metrics = path / "metrics.json"
     if metrics.exists():
         m = json.loads(metrics.read_text())
+        if "estimated_bpp" in m:  # a lossy codec: one rate and PSNR per quality level
+            print("held-out, per quality level: " + ", ".join(
+                f"{q + 1}: {bpp:.3f} bpp {psnr:.2f} dB" for q, (bpp, psnr) in enumerate(zip(m["estimated_bpp"],
+                                                                                             m["psnr_db"]))))
+            return
         print(f"held-out negative ELBO {m['neg_elbo_nats']:.2f} nats, IWAE NLL (k={m.get('iwae_k')}) "
               f"{m.get('iwae_nll_nats', float('nan')):.2f} nats, {m['bits_per_dim']:.3f} bits/dim")

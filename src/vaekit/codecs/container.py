@@ -22,7 +22,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from vaekit.engine.files import atomic_path
 from vaekit.errors import VaekitError

@@ -22,10 +22,13 @@ from vaekit.imaging import save_image
 MODES = {1: ("L", "1"), 3: ("RGB",)}
 
 
-def read_exact(path: Path, channels: int) -> torch.Tensor:
-    """One image file as uint8 (C, H, W), pixel for pixel."""
+def read_exact(path: Path, channels: int, convert: bool = False) -> torch.Tensor:
+    """One image file as uint8 (C, H, W), pixel for pixel (`convert`: any mode, converted to the
+    model's grey or RGB, for a lossy codec)."""
     try:
         with Image.open(path) as im:
+            if convert and im.mode not in MODES[channels]:
+                im = im.convert("L" if channels == 1 else "RGB")
             if im.mode not in MODES[channels]:
                 want = "8-bit grey (L)" if channels == 1 else "RGB"
                 raise DataError(f"image {path} is {im.mode}; this model codes {want} images exactly, so convert "
@@ -41,6 +44,25 @@ def collect(inputs: list[str], channels: int, split: str = "test", data_dir: str
             binarize: bool = False, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
     """uint8 images (N, C, H, W) and a unique PNG file name for each, from files, folders or a
     dataset name. `binarize`: datasets are binarized once with the evaluation seed (Bernoulli models)."""
+    images, names = gather(inputs, channels, split, data_dir, binarize, limit)
+    shapes = {tuple(x.shape[1:]) for x in images}
+    if len(shapes) > 1:
+        sizes = ", ".join("x".join(map(str, s)) for s in sorted(shapes))
+        raise DataError(f"the inputs have different sizes ({sizes}); one file holds images of one size")
+    return torch.cat(images), names
+
+
+def collect_any_size(inputs: list[str], channels: int, split: str = "test", data_dir: str | None = None,
+                     limit: int | None = None) -> tuple[list[torch.Tensor], list[str]]:
+    """Like `collect`, for a lossy codec: a list of uint8 (C, H, W) images of any sizes, each
+    converted to the model's channels (grey to RGB, RGBA to RGB, ...)."""
+    images, names = gather(inputs, channels, split, data_dir, False, limit, convert=True)
+    return [image for batch in images for image in batch], names
+
+
+def gather(inputs: list[str], channels: int, split: str, data_dir: str | None, binarize: bool,
+           limit: int | None, convert: bool = False) -> tuple[list[torch.Tensor], list[str]]:
+    """Batches of uint8 images (n, C, H, W), one per file or dataset, and a unique name per image."""
     images, names = [], []
     for item in inputs:
         path = Path(item)
@@ -56,20 +78,16 @@ def collect(inputs: list[str], channels: int, split: str = "test", data_dir: str
         for f in files:
             if not f.is_file():
                 raise DataError(f"no image file or dataset named {item}; datasets: {', '.join(DATASETS)}")
-            images.append(read_exact(f, channels)[None])
+            images.append(read_exact(f, channels, convert)[None])
             names.append(f"{f.stem}.png")
-    shapes = {tuple(x.shape[1:]) for x in images}
-    if len(shapes) > 1:
-        sizes = ", ".join("x".join(map(str, s)) for s in sorted(shapes))
-        raise DataError(f"the inputs have different sizes ({sizes}); one file holds images of one size")
     dupes = sorted(n for n, k in Counter(names).items() if k > 1)
     if dupes:
         raise DataError(f"two inputs would decompress to the same name {dupes[0]}; rename one")
-    return torch.cat(images), names
+    return images, names
 
 
-def write_pngs(folder: str | Path, images: torch.Tensor, names: list[str]) -> Path:
-    """Each decoded image as a PNG, each written atomically (temp file + rename)."""
+def write_pngs(folder: str | Path, images: torch.Tensor | list[torch.Tensor], names: list[str]) -> Path:
+    """Each decoded image (C, H, W) as a PNG, each written atomically (temp file + rename)."""
     folder = Path(folder)
     for image, name in zip(images, names):
         save_image(folder / name, image.permute(1, 2, 0).numpy())

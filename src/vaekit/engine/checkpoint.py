@@ -4,6 +4,7 @@ RUN/checkpoint/config.json       the full Config (the model rebuilds from it alo
 RUN/checkpoint/model.safetensors the weights
 RUN/checkpoint/ema.safetensors   EMA weights, when training kept them (tasks use these)
 RUN/checkpoint/optimizer.safetensors + state.json   what `--resume` needs
+RUN/checkpoint/optimizer-NAME.safetensors  further optimizers (VAE-GAN: decoder, discriminator)
 Nothing here goes through pickle.
 """
 from __future__ import annotations
@@ -48,7 +49,8 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 
 
 def save_checkpoint(run_dir: str | Path, config: Config, model: ImageVAE, state: dict,
-                    optimizer: torch.optim.Optimizer | None = None, ema: torch.nn.Module | None = None) -> None:
+                    optimizer: torch.optim.Optimizer | None = None, ema: torch.nn.Module | None = None,
+                    extra_optimizers: dict[str, torch.optim.Optimizer] | None = None) -> None:
     with atomic_dir(Path(run_dir) / "checkpoint") as tmp:
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config.to_dict()}, indent=2))
         save_file(_contiguous(model.state_dict()), tmp / "model.safetensors")
@@ -58,7 +60,12 @@ def save_checkpoint(run_dir: str | Path, config: Config, model: ImageVAE, state:
         if optimizer is not None:
             tensors, opt_json = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, tmp / "optimizer.safetensors")
-        (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_json}, indent=2))
+        extra_json = {}
+        for name, opt in (extra_optimizers or {}).items():
+            tensors, extra_json[name] = _flatten_optimizer(opt.state_dict())
+            save_file(tensors, tmp / f"optimizer-{name}.safetensors")
+        extra = {"optimizers": extra_json} if extra_json else {}
+        (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_json, **extra}, indent=2))
 
 
 def _contiguous(sd: dict) -> dict:
@@ -94,6 +101,8 @@ def read_config(run_dir: str | Path) -> Config:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+    if isinstance(raw, dict) and raw.get("kind") == "video":
+        raise CheckpointError(f"{run_dir} holds a video model; use it with vaekit video generate / predict")
     if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:
         raise CheckpointError(f"{path} is not a vaekit checkpoint config of format {FORMAT}")
     try:
@@ -140,6 +149,16 @@ def load(run_dir: str | Path, ema: bool = True) -> Run:
     return Run(Path(run_dir), config, model, state.get("history", []))
 
 
+def load_vae(run_dir: str | Path) -> Run:
+    """`load` for the commands that sample, encode or restore: a lossy codec run has no latent
+    distribution to use, so it gets one clear error instead of a missing attribute deep inside."""
+    run = load(run_dir)
+    if not isinstance(run.model, ImageVAE):
+        raise CheckpointError(f"{run_dir} holds a lossy codec ({run.config.model.arch}), not a VAE; use it with "
+                              "vaekit compress --quality and vaekit decompress")
+    return run
+
+
 def read_state(ckpt: Path) -> dict:
     path = ckpt / "state.json"
     if not path.is_file():
@@ -151,7 +170,8 @@ def read_state(ckpt: Path) -> dict:
 
 
 def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.optim.Optimizer,
-                        ema: torch.nn.Module | None) -> dict:
+                        ema: torch.nn.Module | None,
+                        extra_optimizers: dict[str, torch.optim.Optimizer] | None = None) -> dict:
     """Restore everything `--resume` needs into the given objects; returns the trainer state."""
     ckpt = checkpoint_dir(run_dir)
     load_model_weights(model, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
@@ -160,6 +180,11 @@ def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.o
         raise CheckpointError(f"{ckpt} holds no optimizer state, so it cannot be resumed")
     tensors = load_weights(ckpt / "optimizer.safetensors")
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+    for name, opt in (extra_optimizers or {}).items():
+        meta = state.get("optimizers", {}).get(name)
+        if meta is None:
+            raise CheckpointError(f"{ckpt} holds no state for the {name} optimizer, so it cannot be resumed")
+        opt.load_state_dict(_unflatten_optimizer(load_weights(ckpt / f"optimizer-{name}.safetensors"), meta))
     if ema is not None:
         ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
     return state

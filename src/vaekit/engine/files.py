@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import Iterator
 
 
+def default_mode(base: int) -> int:
+    """`base` (0o666 files, 0o777 folders) less the process umask: the permissions a plain open()
+    or mkdir() would give, which the private temporaries of mkstemp/mkdtemp (0o600/0o700) lack."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
@@ -19,6 +27,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, default_mode(0o666))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -43,6 +52,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     old = path.with_name(path.name + ".old")
     try:
         yield tmp
+        os.chmod(tmp, default_mode(0o777))
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)

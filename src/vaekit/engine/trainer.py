@@ -20,9 +20,10 @@ from vaekit.engine import checkpoint, distributed
 from vaekit.engine.batches import batches, epoch_generator, split_validation, to_unit
 from vaekit.engine.files import write_text
 from vaekit.errors import CheckpointError, TrainingError
-from vaekit.losses import LossTerms, elbo_loss, iwae_loss
+from vaekit.losses import LossTerms, elbo_loss, iwae_loss, rate_distortion_loss
+from vaekit.models.transform import TransformCodec
 from vaekit.models.vae import ImageVAE
-from vaekit.registry import build_model
+from vaekit.registry import ADVERSARIAL_ARCHITECTURES, CODEC_ARCHITECTURES, build_model
 
 
 @dataclass
@@ -89,6 +90,8 @@ def compute_loss(model: ImageVAE, x: torch.Tensor, config: Config, beta: float,
                  generator: torch.Generator) -> LossTerms:
     """The training objective on a clean batch x; with a mechanism on, the encoder sees a degraded x."""
     tc = config.train
+    if config.model.arch in CODEC_ARCHITECTURES:
+        return codec_loss(model, x, generator)
     x_in, weights = degrade(x, config.mechanism, generator) if config.mechanism.active else (x, None)
     if tc.iwae_k > 1:
         return iwae_loss(model, x_in, tc.iwae_k, generator, target=x)
@@ -96,15 +99,29 @@ def compute_loss(model: ImageVAE, x: torch.Tensor, config: Config, beta: float,
                      free_bits=tc.free_bits)
 
 
+def codec_loss(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator,
+               quality: torch.Tensor | None = None) -> LossTerms:
+    """A transform codec's rate + lambda * distortion, each image at a random quality level (all
+    levels train at once; see vaekit.models.transform) unless `quality` (B,) is given."""
+    lambdas = torch.tensor(getattr(model, "module", model).lambdas)
+    if quality is None:
+        quality = torch.randint(len(lambdas), (len(x),), generator=generator)
+    return rate_distortion_loss(model(x, quality, generator), x, lambdas[quality])
+
+
 @torch.no_grad()
 def validate(model: torch.nn.Module, val: torch.Tensor, binarize: bool, seed: int) -> float | None:
-    """Mean single-sample negative ELBO (nats) on the fixed validation images."""
+    """Mean single-sample negative ELBO (nats) on the fixed validation images (a codec: its
+    rate-distortion loss with rounded latents, the images taking the quality levels in turn)."""
     if len(val) == 0:
         return None
     g = torch.Generator().manual_seed(seed)
     model.eval()
     total = 0.0
     for x in batches(val, 1000, g, binarize):
+        if isinstance(model, TransformCodec):
+            total += codec_loss(model, x, g, torch.arange(len(x)) % model.qualities).neg_elbo.item() * len(x)
+            continue
         out = model(x, generator=g)
         total += -(out.log_px - out.kl).sum().item()
     model.train()
@@ -129,14 +146,24 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     config = resolve_config(config, data)
     if resume:
         check_same_run(checkpoint.read_config(run_dir), config, run_dir)
-    trainer = Trainer(config, data, run_dir, world, progress=progress and world.is_main)
+    trainer = trainer_class(config)(config, data, run_dir, world, progress=progress and world.is_main)
     if resume:
-        trainer.state = checkpoint.load_training_state(run_dir, trainer.model, trainer.optimizer, trainer.ema)
+        trainer.state = checkpoint.load_training_state(run_dir, trainer.model, trainer.optimizer, trainer.ema,
+                                                       trainer.extra_optimizers)
     for epoch in range(trainer.state["epoch"], config.train.epochs):
         trainer.run_epoch(epoch)
     world.barrier()
     distributed.teardown(world)
     return checkpoint.load(run_dir)
+
+
+def trainer_class(config: Config) -> type["Trainer"]:
+    """The loop a model trains with: the adversarial one (three optimizers) for a VAE-GAN."""
+    if config.model.arch in ADVERSARIAL_ARCHITECTURES:
+        from vaekit.engine.adversarial import AdversarialTrainer  # it builds on this module
+
+        return AdversarialTrainer
+    return Trainer
 
 
 class Trainer:
@@ -152,6 +179,8 @@ class Trainer:
             self.model.init_output_bias(to_unit(data.train[:10000]).mean(0))
         self.forward_model = DistributedDataParallel(self.model) if world.size > 1 else self.model
         self.optimizer = make_optimizer(self.model, self.tc)
+        self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}  # saved and resumed beside `optimizer`
+        self.epoch_log: dict = {}  # extra per-epoch numbers a subclass adds to the history
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(self.tc.ema_decay),
                                  use_buffers=True) if self.tc.ema_decay else None
         self.state = {"epoch": 0, "step": 0, "nonfinite_steps": 0, "skipped_updates": 0, "history": []}
@@ -212,10 +241,11 @@ class Trainer:
                 "val_neg_elbo_nats": validate(eval_model, self.data.val, self.data.binarize, self.tc.seed),
                 "seconds": seconds, "images_per_second": sums[3].item() / seconds,
                 "lr": self.optimizer.param_groups[0]["lr"], "nonfinite_steps": state["nonfinite_steps"],
-                "skipped_updates": state["skipped_updates"], "processes": self.world.size})
+                "skipped_updates": state["skipped_updates"], "processes": self.world.size, **self.epoch_log})
         state["epoch"] = epoch + 1
         if self.world.is_main:
-            checkpoint.save_checkpoint(self.run_dir, self.config, self.model, state, self.optimizer, self.ema)
+            checkpoint.save_checkpoint(self.run_dir, self.config, self.model, state, self.optimizer, self.ema,
+                                       self.extra_optimizers)
             write_text(self.run_dir / "metrics.jsonl", "".join(json_line(h) for h in state["history"]))
             self.print_epoch(epoch)
         self.world.barrier()

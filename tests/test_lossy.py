@@ -1,0 +1,242 @@
+"""Lossy transform coding: decoded images equal the codec's own reconstruction, file sizes match
+the entropy model's estimate, any image size, thread-count independence, and a clean
+CompressedFileError for every damaged or mismatched file."""
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vaekit.cli.main import main
+from vaekit.codecs import container, lossless, lossy
+from vaekit.codecs.container import CompressedFileError
+from vaekit.config import Config
+from vaekit.engine.checkpoint import Run
+from vaekit.errors import ConfigError, VaekitError
+from vaekit.losses import rate_distortion_loss
+from vaekit.models.entropy import SCALE_TABLE, FactorizedDensity, scale_index
+from vaekit.registry import build_model
+from conftest import error_of
+
+
+def tiny_codec(kind="hyperprior", channels=3, seed=0, lmbda="0.005,0.05") -> Run:
+    config = Config().replace({"model": kind, "image_shape": (channels, 64, 64), "codec_channels": 8,
+                               "codec_latent": 12, "lmbda": lmbda})
+    torch.manual_seed(seed)
+    return Run(Path("."), config, build_model(config.model).eval(), [])
+
+
+def smooth_images(n, size=(64, 64), channels=3, seed=0) -> torch.Tensor:
+    """Photo-like test images: coarse noise upsampled, uint8 (n, C, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, channels, size[0] // 8 + 1, size[1] // 8 + 1, generator=g)
+    return (F.interpolate(coarse, size=size, mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
+
+
+def names(n):
+    return [f"{i}.png" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trained_codec():
+    """A hyperprior codec trained for a few steps on smooth images, so its entropy model means something."""
+    run = tiny_codec()
+    model, x = run.model.train(), smooth_images(16).float() / 255
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    lambdas = torch.tensor(model.lambdas)
+    for step in range(40):
+        q = torch.randint(2, (len(x),), generator=g)
+        loss = rate_distortion_loss(model(x, q, g), x, lambdas[q]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return Run(Path("."), run.config, model.eval(), [])
+
+
+@pytest.mark.parametrize("kind", ["hyperprior", "factorized"])
+def test_decoded_images_equal_the_codecs_own_reconstruction(kind):
+    run = tiny_codec(kind)
+    images = [smooth_images(1, (37, 51))[0], smooth_images(1, (70, 20), seed=1)[0]]
+    box = container.unpack(container.pack(lossy.compress(run, images, ["a.png", "b.png"], quality=1)))
+    decoded, decoded_names = lossy.decompress(run, box)
+    coder = lossy.LossyCoder(run.model)
+    assert decoded_names == ["a.png", "b.png"]
+    for image, out in zip(images, decoded):
+        assert out.shape == image.shape and out.dtype == torch.uint8
+        assert torch.equal(out, coder.reconstruction(image, 0))
+        forward = run.model.reconstruct(image.float()[None] / 255, 0)[0] * 255  # the float forward pass
+        assert (forward - out.float()).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 17), (64, 64), (65, 130)])
+def test_any_image_size_is_padded_and_cropped(size):
+    run = tiny_codec()
+    image = smooth_images(1, size)[0] if min(size) > 8 else torch.randint(0, 256, (3, *size), dtype=torch.uint8)
+    decoded, _ = lossy.decompress(run, lossy.compress(run, [image], ["x.png"]))
+    assert decoded[0].shape == image.shape
+    assert torch.equal(decoded[0], lossy.LossyCoder(run.model).reconstruction(image, 1))
+
+
+def test_file_rate_is_close_to_the_models_estimate(trained_codec):
+    """The entropy coder spends what the entropy model says (scale table and coder overhead are small)."""
+    x = smooth_images(4, seed=3)
+    for q in (0, 1):
+        box = lossy.compress(trained_codec, list(x), names(4), quality=q + 1)
+        file_bits = 8 * len(box.payload)
+        estimated_bits = lossy.estimate(trained_codec.model, x.float() / 255, q)["bpp"] * x[0, 0].numel() * len(x)
+        # + 96 bits: the ANS coder's final 64-bit state and the padding to whole 32-bit words
+        assert abs(file_bits - estimated_bits) <= 0.05 * estimated_bits + 96, (q, file_bits, estimated_bits)
+    low, high = (len(lossy.compress(trained_codec, list(x), names(4), quality=q).payload) for q in (1, 2))
+    assert low < high  # quality levels differ in rate
+
+
+def test_tiles_give_the_whole_image_result_without_seams():
+    """The tile margin exceeds the transforms' receptive fields, so tiling changes nothing."""
+    model = tiny_codec().model
+    q = torch.tensor([1])
+    x = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(0))
+    whole = model.analysis(x, q)
+    assert torch.allclose(lossy.tiled(lambda t: model.analysis(t, q), x, 16, 1, tile=3, margin=2), whole, atol=1e-5)
+    y = torch.randn(1, 12, 8, 12, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(lossy.tiled(lambda t: model.synthesis(t, q), y, 1, 16, tile=3, margin=2),
+                          model.synthesis(y, q), atol=1e-5)
+    image = smooth_images(1, (70, 100))[0]
+    small_tiles = lossy.LossyCoder(model, tile=1).reconstruction(image, 1)
+    assert (small_tiles.float() - lossy.LossyCoder(model).reconstruction(image, 1).float()).abs().max() <= 1
+
+
+def test_encode_with_two_threads_decode_with_one(trained_codec):
+    images = list(smooth_images(3, (96, 80), seed=5))
+    torch.set_num_threads(2)
+    try:
+        box = lossy.compress(trained_codec, images, names(3))
+    finally:
+        torch.set_num_threads(1)
+    decoded, _ = lossy.decompress(trained_codec, container.unpack(container.pack(box)))
+    coder = lossy.LossyCoder(trained_codec.model)
+    assert all(torch.equal(d, coder.reconstruction(i, 1)) for d, i in zip(decoded, images))
+
+
+def test_scales_map_to_a_fixed_table():
+    s = torch.tensor([0.0, 0.11, 0.12, 1.0, 300.0], dtype=torch.float64)
+    idx = scale_index(s)
+    assert idx[0] == 0 and idx[-1] == len(SCALE_TABLE) - 1
+    assert torch.all(SCALE_TABLE[idx[1:-1]] >= s[1:-1])
+
+
+def test_factorized_table_is_a_distribution():
+    table = FactorizedDensity(4).double().pmf_table(20)
+    assert table.shape == (4, 41) and torch.allclose(table.sum(1), torch.ones(4, dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def small_file():
+    run = tiny_codec()
+    return run, container.pack(lossy.compress(run, [smooth_images(1, (20, 30))[0]], ["a.png"]))
+
+
+def test_every_truncation_fails_cleanly(small_file):
+    run, data = small_file
+    for cut in sorted({0, 1, 7, 8, 12, 47, 48, len(data) // 2, len(data) - 33, len(data) - 1}):
+        with pytest.raises(CompressedFileError):
+            lossy.decompress(run, container.unpack(data[:cut]))
+
+
+def test_every_flipped_byte_fails_cleanly(small_file):
+    run, data = small_file
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x5A
+        with pytest.raises(CompressedFileError):
+            lossy.decompress(run, container.unpack(bytes(damaged)))
+
+
+def test_damaged_payload_with_a_forged_checksum_is_caught(small_file):
+    """Past the file checksum, the coder's end state and the symbol checksum still catch damage."""
+    run, data = small_file
+    body = data[:-32]
+    for i in range(len(body) - 12, len(body)):
+        damaged = bytearray(body)
+        damaged[i] ^= 0x01
+        with pytest.raises(CompressedFileError):
+            lossy.decompress(run, container.unpack(bytes(damaged) + hashlib.sha256(bytes(damaged)).digest()))
+
+
+def test_wrong_model_and_wrong_codec_are_named(small_file):
+    run, data = small_file
+    with pytest.raises(CompressedFileError, match="another model"):
+        lossy.decompress(tiny_codec(seed=1), container.unpack(data))
+    with pytest.raises(CompressedFileError, match="lossy"):
+        lossless.decompress(run, container.unpack(data))
+    with pytest.raises(VaekitError, match="not a lossy codec"):
+        from test_codecs import tiny_run
+
+        lossy.compress(tiny_run(), [torch.zeros(1, 8, 8, dtype=torch.uint8)], ["a.png"])
+    with pytest.raises(VaekitError, match="quality levels 1..2"):
+        lossy.compress(run, [smooth_images(1)[0]], ["a.png"], quality=3)
+
+
+def test_rate_distortion_loss_is_rate_plus_weighted_mse():
+    run = tiny_codec()
+    x = smooth_images(2).float() / 255
+    out = run.model.train()(x, torch.tensor([0, 1]), torch.Generator().manual_seed(0))
+    bpp = out.rate_bits / (64 * 64)
+    terms = rate_distortion_loss(out, x, torch.tensor([0.0, 0.0]))
+    assert torch.isclose(terms.loss, bpp.mean())
+    assert torch.isclose(terms.kl, (out.rate_bits * math.log(2)).mean()) and terms.recon == 0
+    mse = ((out.x_hat - x) ** 2).flatten(1).mean(1)
+    weighted = rate_distortion_loss(out, x, torch.tensor([0.01, 0.01]))
+    assert torch.isclose(weighted.loss, (bpp + 0.01 * 255**2 * mse).mean(), rtol=1e-5)
+    assert torch.isclose(weighted.neg_elbo, weighted.loss * 64 * 64 * math.log(2), rtol=1e-5)
+
+
+def test_lambda_list_parses_and_is_checked():
+    assert Config().replace({"lmbda": "0.001,0.01"}).model.lmbda == (0.001, 0.01)
+    with pytest.raises(ConfigError, match="list of numbers"):
+        Config().replace({"lmbda": "a,b"})
+    with pytest.raises(ConfigError, match="lmbda must be positive"):
+        build_model(Config().replace({"model": "hyperprior", "image_shape": (1, 8, 8), "lmbda": "0,1"}).model)
+
+
+@pytest.fixture(scope="module")
+def trained_codec_run(tmp_path_factory):
+    """A tiny codec trained with `vaekit.train` on the built-in digits (report included)."""
+    import vaekit
+
+    out = tmp_path_factory.mktemp("runs") / "codec"
+    config = {"data": {"data": "digits", "limit": 64, "val_fraction": 0.1},
+              "model": {"arch": "factorized", "codec_channels": 8, "codec_latent": 8, "lmbda": (0.01, 0.1)},
+              "train": {"epochs": 2, "batch_size": 32, "lr": 3e-3}}
+    return vaekit.train(config, out, progress=False)
+
+
+def test_train_and_cli_round_trip(trained_codec_run, tmp_path, capsys):
+    run = trained_codec_run
+    assert (run.path / "reconstructions.png").is_file() and (run.path / "metrics.json").is_file()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, size in enumerate([(8, 8), (13, 9)]):
+        Image.fromarray(smooth_images(1, size, channels=1, seed=i)[0, 0].numpy()).save(folder / f"img{i}.png")
+    Image.fromarray(np.full((6, 5, 3), 200, np.uint8)).save(folder / "rgb.png")  # a lossy codec converts it
+    out = tmp_path / "d.vkz"
+    assert main(["compress", str(run.path), str(folder), "-o", str(out), "--quality", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "bpp" in printed and f"{out.stat().st_size} bytes" in printed
+    assert main(["decompress", str(out), "-o", str(tmp_path / "out"), "--threads", "1"]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "img1.png")).shape == (13, 9)
+    assert np.asarray(Image.open(tmp_path / "out" / "rgb.png")).shape == (6, 5)
+    assert "quality levels 1..2" in error_of(capsys, ["compress", str(run.path), str(folder), "-o",
+                                                      str(tmp_path / "q.vkz"), "--quality", "5"])
+    assert "drop --lossless" in error_of(capsys, ["compress", str(run.path), str(folder), "-o",
+                                                  str(tmp_path / "q.vkz"), "--lossless"])
+    out.write_bytes(out.read_bytes()[:-3])
+    assert "truncated or corrupted" in error_of(capsys, ["decompress", str(out), "-o", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "q.vkz").exists()
+    for command in (["sample", str(run.path), "-o", str(tmp_path / "s.png")], ["eval", str(run.path)],
+                    ["upscale", str(run.path), str(folder), "-o", str(tmp_path / "u")]):
+        assert "holds a lossy codec" in error_of(capsys, command)
