@@ -2,12 +2,12 @@
 4-pixel border shaved) against bicubic, and colour Gaussian denoising (sigma = 25 on 0..255)
 against colour BM3D, all on the same inputs.
 
-    python benchmarks/restoration_photos.py [--val DIR] [--sr-run RUN] [--denoise-run RUN] [--no-bm3d] [--bm3d-cache DIR]
+    python benchmarks/restoration_photos.py [--val DIR] [--sr-run RUN] [--denoise-run RUN] [--no-bm3d]
+                                            [--bm3d-cache DIR]
 
-The models are trained beforehand on random crops of the training photos (docs/restoration.md):
-    vaekit crops ../shared/data/natural/train -o photos64.npy --size 64 --count 40000
-    vaekit train --data photos64.npy --model conv --condition downscale --condition-resample bicubic --tiled ...
-    vaekit train --data photos64.npy --model conv --condition noise --condition-noise-sigma 0.098 --tiled ...
+The models are trained beforehand on random crops of the training photos; docs/restoration.md
+has the exact commands (`vaekit crops ...`, then `vaekit train ... --condition downscale --tiled`
+and `vaekit train ... --condition noise --condition-noise-sigma 0.098 --tiled`).
 Super-resolution protocol: each image cropped to a multiple of 4, shrunk by Pillow's bicubic
 (antialiased, like MATLAB's imresize); bicubic upscaling is Pillow's too.
 """

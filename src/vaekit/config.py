@@ -197,48 +197,51 @@ SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfi
                    "gan": GANConfig}
 
 
-def config_fields():
+def config_fields(sections: dict[str, type] = SECTION_CLASSES):
     """(section, dataclass field, flag name) for every field, in declaration order."""
-    for section, cls in SECTION_CLASSES.items():
+    for section, cls in sections.items():
         for f in dataclasses.fields(cls):
             yield section, f, (f.metadata.get("flag") or f.name).replace("_", "-")
 
 
-def _key_index() -> dict[str, tuple[str, str]]:
+def _key_index(sections: dict[str, type]) -> dict[str, tuple[str, str]]:
     index = {}
-    for section, f, flag in config_fields():
+    for section, f, flag in config_fields(sections):
         for key in (f.name, flag, flag.replace("-", "_"), f"{section}.{f.name}"):
             index[key] = (section, f.name)
     return index
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def _flatten(d: dict, sections: dict[str, type]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and k in SECTION_CLASSES and not prefix:
-            out.update(_flatten(v, f"{k}."))
+        if isinstance(v, dict) and k in sections:
+            out.update({f"{k}.{name}": value for name, value in v.items()})
         else:
-            out[f"{prefix}{k}"] = v
+            out[k] = v
     return out
 
 
-def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    index = _key_index()
-    sections = {name: dataclasses.asdict(getattr(config, name)) for name in SECTION_CLASSES}
-    for key, value in _flatten(overrides).items():
+def apply_overrides(config, overrides: dict[str, Any], sections: dict[str, type] = SECTION_CLASSES,
+                    what: str = "config"):
+    """A copy of `config` (a dataclass of `sections`) with overrides: nested sections,
+    `section.field`, field or flag names; every value coerced to its type and range-checked."""
+    index = _key_index(sections)
+    values = {name: dataclasses.asdict(getattr(config, name)) for name in sections}
+    for key, value in _flatten(overrides, sections).items():
         if key not in index:
             close = difflib.get_close_matches(key, index, n=1)
-            raise ConfigError(f"unknown config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"unknown {what} key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         section, name = index[key]
-        sections[section][name] = value
+        values[section][name] = value
     built = {}
-    for name, cls in SECTION_CLASSES.items():
+    for name, cls in sections.items():
         hints = typing.get_type_hints(cls)
-        values = {k: coerce(v, hints[k], f"{name}.{k}") for k, v in sections[name].items()}
+        fields = {k: coerce(v, hints[k], f"{name}.{k}") for k, v in values[name].items()}
         for f in dataclasses.fields(cls):
-            check_range(f, values[f.name], f"{name}.{f.name}")
-        built[name] = cls(**values)
-    return Config(**built)
+            check_range(f, fields[f.name], f"{name}.{f.name}")
+        built[name] = cls(**fields)
+    return type(config)(**built)
 
 
 def coerce(value: Any, hint: Any, key: str) -> Any:

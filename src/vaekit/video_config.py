@@ -4,12 +4,10 @@ field is a flag, values are range-checked, and the checkpoint stores the whole c
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaekit.config import check_range, coerce, option
+from vaekit.config import apply_overrides, config_fields, option
 from vaekit.errors import ConfigError
 
 
@@ -79,35 +77,9 @@ class VideoConfig:
 
     def replace(self, overrides: dict[str, Any]) -> "VideoConfig":
         """A copy with overrides: nested sections, `section.field`, field or flag names."""
-        index = {}
-        for section, f, flag in video_config_fields():
-            for key in (f.name, flag, flag.replace("-", "_"), f"{section}.{f.name}"):
-                index[key] = (section, f.name)
-        values = {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
-        flat = {}
-        for key, value in overrides.items():
-            if key in SECTIONS and isinstance(value, dict):
-                flat.update({f"{key}.{k}": v for k, v in value.items()})
-            else:
-                flat[key] = value
-        for key, value in flat.items():
-            if key not in index:
-                close = difflib.get_close_matches(key, index, n=1)
-                raise ConfigError(f"unknown video config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            section, name = index[key]
-            values[section][name] = value
-        built = {}
-        for name, cls in SECTIONS.items():
-            hints = typing.get_type_hints(cls)
-            fields = {k: coerce(v, hints[k], f"{name}.{k}") for k, v in values[name].items()}
-            for f in dataclasses.fields(cls):
-                check_range(f, fields[f.name], f"{name}.{f.name}")
-            built[name] = cls(**fields)
-        return VideoConfig(**built)
+        return apply_overrides(self, overrides, SECTIONS, "video config")
 
 
 def video_config_fields():
     """(section, dataclass field, flag name) for every field, in declaration order."""
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            yield section, f, (f.metadata.get("flag") or f.name).replace("_", "-")
+    return config_fields(SECTIONS)

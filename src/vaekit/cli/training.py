@@ -67,26 +67,35 @@ def cmd_demo(args) -> None:
 
 def cmd_train(args) -> None:
     from vaekit.api import train
-    from vaekit.config import Config, load_yaml
+    from vaekit.config import Config
     from vaekit.engine.checkpoint import read_config
     from vaekit.errors import ConfigError
 
     if args.resume and not args.out:
         raise ConfigError("--resume needs --out: the run folder to continue")
-    # a resumed run starts from its own saved settings, so later changes of vaekit's defaults do not
-    # stop it; what the YAML and flags set on top must still agree with them (only epochs may grow)
-    sections = read_config(args.out).to_dict() if args.resume else {}
+    config = config_from_args(Config, args, read_config(args.out) if args.resume else None)
+    run = train(config, args.out or fresh_run_dir(config), resume=args.resume, report=not args.no_report)
+    print_run(run.path)
+
+
+def config_from_args(config_class, args, saved=None):
+    """defaults < YAML < flags < --set. A resumed run starts from its own `saved` config instead of
+    the defaults, so later changes of vaekit's defaults do not stop it; what the YAML and flags set
+    on top must still agree with it (the trainer checks)."""
+    from vaekit.config import load_yaml
+    from vaekit.errors import ConfigError
+
+    sections = saved.to_dict() if saved is not None else {}
     for section, values in (load_yaml(args.config) if args.config else {}).items():
         sections[section] = {**sections.get(section, {}), **values} if isinstance(values, dict) else values
-    config = Config.from_dict(sections)
+    config = config_class.from_dict(sections)
     config = config.replace({k: v for k, v in vars(args).items() if "." in k})
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         config = config.replace({key.strip(): value.strip()})
-    run = train(config, args.out or fresh_run_dir(config), resume=args.resume, report=not args.no_report)
-    print_run(run.path)
+    return config
 
 
 def fresh_run_dir(config) -> Path:

@@ -67,22 +67,11 @@ def check_positive(**values: int) -> None:
 
 
 def cmd_train(args) -> None:
-    from vaekit.config import load_yaml
+    from vaekit.cli.training import config_from_args
     from vaekit.engine.video import fit_video, read_video_config
-    from vaekit.errors import ConfigError
     from vaekit.video_config import VideoConfig
 
-    # as `vaekit train`: a resumed run starts from its own saved settings
-    sections = read_video_config(args.out).to_dict() if args.resume else {}
-    for section, values in (load_yaml(args.config) if args.config else {}).items():
-        sections[section] = {**sections.get(section, {}), **values} if isinstance(values, dict) else values
-    config = VideoConfig.from_dict(sections)
-    config = config.replace({k: v for k, v in vars(args).items() if "." in k})
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        config = config.replace({key.strip(): value.strip()})
+    config = config_from_args(VideoConfig, args, read_video_config(args.out) if args.resume else None)
     run = fit_video(config, args.out, resume=args.resume)
     print(f"\nrun folder: {Path(run.path).resolve()}")
     if run.history:

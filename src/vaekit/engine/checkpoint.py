@@ -91,16 +91,21 @@ def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def read_config(run_dir: str | Path) -> Config:
+def read_config_json(run_dir: str | Path) -> tuple[object, Path]:
+    """The parsed checkpoint/config.json of a run folder (image or video) and its path."""
     path = checkpoint_dir(run_dir) / "config.json"
     if not Path(run_dir).exists():
         raise CheckpointError(f"no run folder at {run_dir}")
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a vaekit run folder (no checkpoint/config.json in it)")
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text()), path
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+
+
+def read_config(run_dir: str | Path) -> Config:
+    raw, path = read_config_json(run_dir)
     if isinstance(raw, dict) and raw.get("kind") == "video":
         raise CheckpointError(f"{run_dir} holds a video model; use it with vaekit video generate / predict")
     if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:

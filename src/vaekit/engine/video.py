@@ -207,15 +207,7 @@ def save_video_checkpoint(run_dir: str | Path, config: VideoConfig, model: SVG, 
 
 
 def read_video_config(run_dir: str | Path) -> VideoConfig:
-    path = checkpoint.checkpoint_dir(run_dir) / "config.json"
-    if not Path(run_dir).exists():
-        raise CheckpointError(f"no run folder at {run_dir}")
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a vaekit run folder (no checkpoint/config.json in it)")
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+    raw, path = checkpoint.read_config_json(run_dir)
     if not isinstance(raw, dict) or raw.get("kind") != KIND:
         raise CheckpointError(f"{run_dir} holds an image model, not a video model (train one with vaekit video train)")
     if raw.pop("format", None) != FORMAT:
