@@ -85,7 +85,8 @@ def affordable_images(model, x: torch.Tensor, iwae_k: int) -> int:
     if not iwae_k or len(x) <= 50:
         return len(x)
     started = time.perf_counter()
-    model(x[:50], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model(x[:50], generator=torch.Generator().manual_seed(0))
     per_image = (time.perf_counter() - started) / 50
     return int(min(len(x), max(50, IWAE_SECONDS / (iwae_k * per_image))))
 
