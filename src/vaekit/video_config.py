@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaekit.config import apply_overrides, config_fields, option
+from vaekit.config import apply_overrides, option
 from vaekit.errors import ConfigError
 
 
@@ -78,8 +78,3 @@ class VideoConfig:
     def replace(self, overrides: dict[str, Any]) -> "VideoConfig":
         """A copy with overrides: nested sections, `section.field`, field or flag names."""
         return apply_overrides(self, overrides, SECTIONS, "video config")
-
-
-def video_config_fields():
-    """(section, dataclass field, flag name) for every field, in declaration order."""
-    return config_fields(SECTIONS)

@@ -44,10 +44,11 @@ def register(sub) -> None:
 def add_video_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per video config field, help and default taken from the field itself."""
     from vaekit.cli.training import default_text
-    from vaekit.video_config import SECTIONS, video_config_fields
+    from vaekit.config import config_fields
+    from vaekit.video_config import SECTIONS
 
     groups = {s: parser.add_argument_group(f"{s} options") for s in SECTIONS}
-    for section, f, flag in video_config_fields():
+    for section, f, flag in config_fields(SECTIONS):
         if not f.metadata["cli"]:
             continue
         default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
