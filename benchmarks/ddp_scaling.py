@@ -24,7 +24,9 @@ def run(processes: int, args, out: Path) -> list[dict]:
            "--epochs", str(args.epochs), "--threads", "1", "--out", str(out), "--no-report"]
     if args.data_dir:
         cmd[cmd.index("--val-fraction"):cmd.index("--val-fraction")] = ["--data-dir", args.data_dir]
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"torchrun with {processes} process(es) failed:\n{done.stderr[-3000:]}")
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 

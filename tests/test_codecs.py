@@ -22,11 +22,11 @@ from vaekit.registry import build_model
 from conftest import error_of
 
 
-def tiny_run(likelihood="bernoulli", arch="mlp", shape=(1, 8, 8), seed=0) -> Run:
+def tiny_run(likelihood="bernoulli", arch="mlp", shape=(1, 8, 8), seed=0, stride=1) -> Run:
     config = Config().replace({"model": arch, "likelihood": likelihood, "image_shape": shape, "latent_dim": 3,
                                "hidden_dims": (16,) if arch == "mlp" else (4, 8), "fc_dim": 16,
                                "mixture_components": 2, "hvae_width": 8, "hvae_middle": 4, "hvae_groups": (1, 2),
-                               "hvae_encoder_blocks": 1})
+                               "hvae_encoder_blocks": 1, "hvae_stride": stride})
     torch.manual_seed(seed)
     return Run(Path("."), config, build_model(config.model).eval(), [])
 
@@ -66,13 +66,14 @@ def test_on_grid_rounds_tiny_differences_away():
     assert np.all(np.abs(ans.on_grid(v) - v) <= 2.0**-13)
 
 
-@pytest.mark.parametrize("likelihood,arch,shape", [("bernoulli", "mlp", (1, 8, 8)),
-                                                   ("logistic-mixture", "conv", (3, 5, 6)),
-                                                   ("logistic-mixture", "mlp", (1, 8, 8)),
-                                                   ("bernoulli", "hvae", (1, 8, 8)),
-                                                   ("logistic-mixture", "hvae", (3, 6, 5))])
-def test_random_images_round_trip_exactly(likelihood, arch, shape):
-    run = tiny_run(likelihood, arch, shape)
+@pytest.mark.parametrize("likelihood,arch,shape,stride", [("bernoulli", "mlp", (1, 8, 8), 1),
+                                                          ("logistic-mixture", "conv", (3, 5, 6), 1),
+                                                          ("logistic-mixture", "mlp", (1, 8, 8), 1),
+                                                          ("bernoulli", "hvae", (1, 8, 8), 1),
+                                                          ("logistic-mixture", "hvae", (3, 6, 5), 1),
+                                                          ("bernoulli", "hvae", (1, 8, 8), 2)])
+def test_random_images_round_trip_exactly(likelihood, arch, shape, stride):
+    run = tiny_run(likelihood, arch, shape, stride=stride)
     x = random_images(37, shape, binary=likelihood == "bernoulli")
     box = container.unpack(container.pack(lossless.compress(run, x, names(37))))
     decoded, decoded_names = lossless.decompress(run, box)

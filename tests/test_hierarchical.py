@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vaekit.config import Config
+from vaekit.errors import ConfigError
 from vaekit.engine.trainer import fit
 from vaekit.losses import elbo_loss, iwae_bound
 from vaekit.models.hierarchical import gaussian_kl, gaussian_log_prob
@@ -12,15 +13,16 @@ HVAE = {"model": "hvae", "latent_dim": 2, "hvae_width": 8, "hvae_middle": 4, "hv
         "hvae_encoder_blocks": 1}
 
 
-def hvae(shape=(1, 8, 8), likelihood="bernoulli"):
+def hvae(shape=(1, 8, 8), likelihood="bernoulli", stride=1):
     torch.manual_seed(0)
-    return build_model(Config().replace({**HVAE, "image_shape": shape, "likelihood": likelihood}).model)
+    return build_model(Config().replace({**HVAE, "image_shape": shape, "likelihood": likelihood,
+                                         "hvae_stride": stride}).model)
 
 
-@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 7, 10)])
+@pytest.mark.parametrize("shape,stride", [((1, 8, 8), 1), ((3, 7, 10), 1), ((3, 8, 12), 2), ((1, 8, 8), 4)])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "logistic-mixture"])
-def test_shapes_and_interface(shape, likelihood):
-    model = hvae(shape, likelihood)
+def test_shapes_and_interface(shape, stride, likelihood):
+    model = hvae(shape, likelihood, stride)
     x = torch.rand(4, *shape)
     out = model(x, generator=torch.Generator().manual_seed(0))
     assert out.log_px.shape == (4,) and out.kl_per_dim.shape == (4, 3)  # one KL per latent group
@@ -30,6 +32,23 @@ def test_shapes_and_interface(shape, likelihood):
     assert model.reconstruct(x).shape == x.shape
     z = model.encode(x).sample()
     assert z.shape == (4, model.latent_dim) and model.decode(z).shape == (4, *shape)
+
+
+def test_stride_must_divide_the_image():
+    with pytest.raises(ConfigError, match="hvae_stride 3 must divide the image size 8x8"):
+        hvae((1, 8, 8), stride=3)
+
+
+def test_strided_output_bias_starts_at_the_mean_image():
+    """Each sub-pixel of the shuffled output gets its own bias: the mean image of a pixel-periodic
+    pattern is reproduced exactly."""
+    model = hvae((1, 8, 8), stride=2)
+    mean = torch.tensor([[0.2, 0.7], [0.4, 0.9]]).repeat(4, 4)[None]
+    model.init_output_bias(mean)
+    with torch.no_grad():
+        model.out.weight.zero_()
+        params, _, _ = model.top_down(1, temperature=0.0)
+    torch.testing.assert_close(torch.sigmoid(params[0]), mean)
 
 
 def test_kl_formula_matches_monte_carlo():

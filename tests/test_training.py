@@ -173,3 +173,11 @@ def test_report_files(trained_run):
     metrics = json.loads((trained_run.path / "metrics.json").read_text())
     assert metrics["iwae_nll_nats"] <= metrics["neg_elbo_nats"] + 0.5
     assert "samples.png" in (trained_run.path / "index.html").read_text()
+
+
+def test_a_skip_threshold_that_skips_every_update_stops_the_run(tmp_path):
+    """Isolated outliers are skipped; when every update exceeds --skip-grad-norm the weights never
+    change again, so the run stops with a message naming the flag instead of idling through epochs."""
+    config = tiny_config(epochs=5, batch_size=2, skip_grad_norm=1e-9)
+    with pytest.raises(TrainingError, match=r"100 updates in a row .* --skip-grad-norm 1e-09"):
+        fit(config, tmp_path / "run", progress=False)

@@ -58,6 +58,8 @@ class ModelConfig:
     hvae_groups: tuple[int, ...] = option((2, 4, 4), "hvae: latent groups per resolution, coarsest first "
                                           "(its length sets the number of resolutions)")
     hvae_encoder_blocks: int = option(2, "hvae: residual cells per resolution in the bottom-up pass", low=0)
+    hvae_stride: int = option(1, "hvae: the finest level works at 1/stride of the image's resolution, through "
+                              "pixel (un)shuffle: stride^2 fewer positions per convolution", low=1)
     condition: str = option("none", "conditional VAE (mlp or conv): q(z|x,y), p(x|z,y) with y a degraded copy of "
                             "each clean image: downscale (super-resolution), jpeg (repair), noise (denoising)",
                             choices=("none", "downscale", "jpeg", "noise"))

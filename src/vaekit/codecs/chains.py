@@ -86,7 +86,7 @@ class TopDownChain:
         return {**state, "h": group.cell(h + state.pop("feat") + group.z_proj(z))}
 
     def likelihood_params(self, state: dict) -> torch.Tensor:
-        return self.model.out(state["h"])
+        return self.model.output_params(state["h"])
 
 
 def latent_chain(model):

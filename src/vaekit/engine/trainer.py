@@ -25,6 +25,9 @@ from vaekit.models.transform import TransformCodec
 from vaekit.models.vae import ImageVAE
 from vaekit.registry import ADVERSARIAL_ARCHITECTURES, CODEC_ARCHITECTURES, build_model
 
+# updates skipped for --skip-grad-norm in a row that mean the threshold, not an outlier, is the problem
+SKIPS_IN_A_ROW = 100
+
 
 @dataclass
 class TrainData:
@@ -180,6 +183,7 @@ class Trainer:
         self.forward_model = DistributedDataParallel(self.model) if world.size > 1 else self.model
         self.optimizer = make_optimizer(self.model, self.tc)
         self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}  # saved and resumed beside `optimizer`
+        self.skipped_in_a_row = 0
         self.epoch_log: dict = {}  # extra per-epoch numbers a subclass adds to the history
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(self.tc.ema_decay),
                                  use_buffers=True) if self.tc.ema_decay else None
@@ -227,7 +231,14 @@ class Trainer:
             return False
         if tc.skip_grad_norm and grad_norm > tc.skip_grad_norm:
             self.state["skipped_updates"] += 1
+            self.skipped_in_a_row += 1
+            if self.skipped_in_a_row >= SKIPS_IN_A_ROW:  # the weights no longer change: the run is stuck
+                raise TrainingError(
+                    f"training stopped in epoch {epoch + 1}: {self.skipped_in_a_row} updates in a row had a "
+                    f"gradient norm above --skip-grad-norm {tc.skip_grad_norm:g} (the last {grad_norm:.4g}); the "
+                    f"norm grows with the loss's scale (nats per image), so raise it for this model and data")
             return False
+        self.skipped_in_a_row = 0
         return True
 
     def end_epoch(self, epoch: int, sums: torch.Tensor, seconds: float) -> None:

@@ -1,11 +1,15 @@
 """A deep hierarchical VAE with top-down inference (Ladder VAE, Sønderby et al. 2016; NVAE, Vahdat &
 Kautz 2020; VDVAE, Child 2021), sized for a CPU.
 
-    x (B, C, H, W) -stem+cells-> activations at H, H/2, ..., H/2^(L-1)         (bottom-up)
+    x (B, C, H, W) -unshuffle, stem+cells-> activations at H/s, H/2s, ..., H/2^(L-1)s  (bottom-up)
     h = learned map at the coarsest resolution
     for each resolution, coarsest first; for each latent group there:
         p(z_i | z_<i) from h;   q(z_i | z_<i, x) from [h, activation];   h += proj(z_i);  h = cell(h)
-    h -1x1 conv-> likelihood parameters (B, P*C, H, W)
+    h -1x1 conv, shuffle-> likelihood parameters (B, P*C, H, W)
+
+With stride s > 1 the finest level works at 1/s of the image's resolution: pixels are folded into
+channels by pixel unshuffle and the likelihood parameters unfolded by pixel shuffle (as ESPCN does),
+s^2 fewer positions per convolution, which is what makes a deep VAE trainable on a CPU.
 
 The generative path is shared by the prior and the posterior, so q(z_i | .) only learns a correction
 of p(z_i | .). KL terms are analytic per group for training; importance weights use the sampled log-ratio.
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.errors import ConfigError
 from vaekit.models.distributions import LOG_2PI, DiagonalGaussian
 from vaekit.models.likelihoods import Likelihood
 from vaekit.models.vae import ImageVAE, VAEOutput
@@ -77,26 +82,31 @@ class LatentGroup(nn.Module):
 
 class HierarchicalVAE(ImageVAE):
     """groups[i] latent groups at resolution H/2^(L-1-i) (coarsest first, L = len(groups));
-    `encoder_blocks` residual cells per resolution on the way up; zdim latent channels per group."""
+    `encoder_blocks` residual cells per resolution on the way up; zdim latent channels per group;
+    the finest level at 1/stride of the image's resolution."""
 
     samples_per_pass = 1000  # image-samples per IWAE chunk that fit comfortably in memory
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: Likelihood, width: int = 64,
-                 middle: int = 16, zdim: int = 8, groups: tuple[int, ...] = (2, 4, 4), encoder_blocks: int = 2):
+                 middle: int = 16, zdim: int = 8, groups: tuple[int, ...] = (2, 4, 4), encoder_blocks: int = 2,
+                 stride: int = 1):
         super().__init__(image_shape, likelihood)
         c, h, w = image_shape
-        self.sizes = [(h, w)]  # finest first
+        if h % stride or w % stride:
+            raise ConfigError(f"model.hvae_stride {stride} must divide the image size {h}x{w}")
+        self.sizes = [(h // stride, w // stride)]  # finest first
         for _ in range(len(groups) - 1):
             self.sizes.append((math.ceil(self.sizes[-1][0] / 2), math.ceil(self.sizes[-1][1] / 2)))
         depth_scale = 1 / math.sqrt(sum(groups) + encoder_blocks * len(groups))
-        self.stem = nn.Conv2d(c, width, 3, padding=1)
+        self.unshuffle, self.shuffle = nn.PixelUnshuffle(stride), nn.PixelShuffle(stride)
+        self.stem = nn.Conv2d(c * stride**2, width, 3, padding=1)
         self.up_cells = nn.ModuleList([
             nn.Sequential(*[Bottleneck(width, middle, width, last_scale=depth_scale) for _ in range(encoder_blocks)])
             for _ in groups])
         self.levels = nn.ModuleList([  # coarsest first
             nn.ModuleList([LatentGroup(width, middle, zdim, depth_scale) for _ in range(n)]) for n in groups])
         self.h_top = nn.Parameter(torch.zeros(1, width, *self.sizes[-1]))
-        self.out = nn.Conv2d(width, likelihood.params_per_channel * c, 1)
+        self.out = nn.Conv2d(width, likelihood.params_per_channel * c * stride**2, 1)
         self.zdim = zdim
 
     @property
@@ -109,9 +119,9 @@ class HierarchicalVAE(ImageVAE):
         return self.out.bias
 
     def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Activations per resolution, coarsest first: [(B, width, H/2^(L-1), ...), ..., (B, width, H, W)]."""
+        """Activations per resolution, coarsest first: [(B, width, H/(2^(L-1) s), ...), ..., (B, width, H/s, W/s)]."""
         self.check_images(x)
-        h, acts = self.stem(x), []
+        h, acts = self.stem(self.unshuffle(x)), []
         for i, cells in enumerate(self.up_cells):
             if i:
                 h = F.avg_pool2d(h, 2, ceil_mode=True)
@@ -134,7 +144,11 @@ class HierarchicalVAE(ImageVAE):
                 top = z if top is None else top
                 if stat is not None:
                     stats.append(stat)
-        return self.out(h), stats, top
+        return self.output_params(h), stats, top
+
+    def output_params(self, h: torch.Tensor) -> torch.Tensor:
+        """The final state -> likelihood parameters at the image's resolution (B, P*C, H, W)."""
+        return self.shuffle(self.out(h))
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         acts = self.bottom_up(x)

@@ -1,9 +1,11 @@
 """VAE(encoder, decoder, prior, likelihood): the one model class every architecture composes into."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vaekit.errors import DataError
@@ -57,7 +59,11 @@ class ImageVAE(nn.Module):
         p = mean_image.clamp(1e-3, 1 - 1e-3)
         logits = torch.log(p) - torch.log1p(-p)  # (C, H, W)
         with torch.no_grad():
-            bias.copy_(logits.flatten() if bias.numel() == logits.numel() else logits.mean((1, 2)))
+            if bias.numel() == logits.numel():
+                bias.copy_(logits.flatten())
+            else:  # one bias per channel, or per channel and sub-pixel of a pixel-shuffled output
+                stride = math.isqrt(bias.numel() // len(logits))
+                bias.copy_(F.pixel_unshuffle(logits[None], stride).mean((0, 2, 3)))
 
 
 class VAE(ImageVAE):
