@@ -61,7 +61,8 @@ def seconds_per_epoch(config: Config, train: torch.Tensor) -> float:
     """Time one short run on a slice and scale to the full training set."""
     sample = train[:2048]
     with tempfile.TemporaryDirectory() as out:
-        run = fit(config.replace({"epochs": 1}), out, progress=False, data=TrainData(sample, sample[:0], binary(config)))
+        run = fit(config.replace({"epochs": 1}), out, progress=False,
+                  data=TrainData(sample, sample[:0], binary(config)))
     return run.history[0]["seconds"] * len(train) / len(sample)
 
 

@@ -28,8 +28,10 @@ from vaekit.metrics import evaluate
 
 MLP = {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20, "likelihood": "bernoulli"}
 RECIPES = {
-    "784-400-20, AdamW 3e-3, EMA, batch 128": {"model": MLP, "train": {"batch_size": 128, "lr": 3e-3, "ema_decay": 0.999}},
-    "784-400-20, AdamW 4e-3, EMA, batch 256": {"model": MLP, "train": {"batch_size": 256, "lr": 4e-3, "ema_decay": 0.998}},
+    "784-400-20, AdamW 3e-3, EMA, batch 128": {"model": MLP,
+                                              "train": {"batch_size": 128, "lr": 3e-3, "ema_decay": 0.999}},
+    "784-400-20, AdamW 4e-3, EMA, batch 256": {"model": MLP,
+                                              "train": {"batch_size": 256, "lr": 4e-3, "ema_decay": 0.998}},
     "784-512-32, AdamW 3e-3, EMA, batch 128": {"model": {**MLP, "hidden_dims": [512], "latent_dim": 32},
                                               "train": {"batch_size": 128, "lr": 3e-3, "ema_decay": 0.999}},
 }
@@ -53,12 +55,15 @@ def main(argv=None) -> int:
         return evaluate(model, images, iwae_k=k, generator=torch.Generator().manual_seed(0))["iwae_nll_nats"]
 
     example, images_per_second = train_example(train.float() / 255, 10)
-    baseline = {"train_seconds": 10 * len(train) / images_per_second, "iwae_nll_nats": nll(as_vaekit_model(example), x_test, args.iwae)}
-    print(f"PyTorch example, 10 epochs: {baseline['train_seconds']:.1f} s, IWAE NLL {baseline['iwae_nll_nats']:.2f} nats", flush=True)
+    baseline = {"train_seconds": 10 * len(train) / images_per_second,
+                "iwae_nll_nats": nll(as_vaekit_model(example), x_test, args.iwae)}
+    print(f"PyTorch example, 10 epochs: {baseline['train_seconds']:.1f} s, "
+          f"IWAE NLL {baseline['iwae_nll_nats']:.2f} nats", flush=True)
 
     results = {}
     for name, recipe in RECIPES.items():
-        config = Config.from_dict({"data": {"data": "mnist", "val_fraction": 0}, **recipe}).replace({"threads": args.threads})
+        config = Config.from_dict({"data": {"data": "mnist", "val_fraction": 0}, **recipe})
+        config = config.replace({"threads": args.threads})
         seconds, reached = 0.0, None
         with tempfile.TemporaryDirectory() as out:
             for epoch in range(1, args.max_epochs + 1):
