@@ -22,6 +22,16 @@ def default_mnist_dir() -> str | None:
     return str(SHARED_MNIST) if SHARED_MNIST.is_dir() else None
 
 
+def mnist_protocol(data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The core protocol's data: the uint8 training images, and the test images binarized once
+    with seed 0 (float)."""
+    from vaekit.data import load_dataset
+    from vaekit.engine.batches import binarize_once
+
+    train = load_dataset("mnist", "train", data_dir=data_dir).images
+    return train, binarize_once(load_dataset("mnist", "test", data_dir=data_dir).images)
+
+
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "date": date.today().isoformat()}

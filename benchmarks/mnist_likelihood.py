@@ -25,7 +25,7 @@ import torch
 
 from common import default_mnist_dir, machine, write_result
 
-from vaekit.config import Config
+from vaekit.config import Config, binarizes
 from vaekit.data import load_dataset
 from vaekit.engine.batches import binarize_once, split_validation, to_unit
 from vaekit.engine.trainer import TrainData, fit
@@ -48,11 +48,6 @@ MODELS["hvae-8bit"] = {"model": {**MODELS["hvae"]["model"], "likelihood": "logis
                        "train": {**MODELS["hvae"]["train"], "grad_clip": 20000.0, "skip_grad_norm": None}}
 
 
-def binary(config: Config) -> bool:
-    """Bernoulli models train on re-binarized images and are scored on the test set binarized once."""
-    return config.model.likelihood == "bernoulli"
-
-
 def read_results(path: Path) -> dict:
     return json.loads(path.read_text())["results"] if path.exists() else {}
 
@@ -62,7 +57,7 @@ def seconds_per_epoch(config: Config, train: torch.Tensor) -> float:
     sample = train[:2048]
     with tempfile.TemporaryDirectory() as out:
         run = fit(config.replace({"epochs": 1}), out, progress=False,
-                  data=TrainData(sample, sample[:0], binary(config)))
+                  data=TrainData(sample, sample[:0], binarizes(config)))
     return run.history[0]["seconds"] * len(train) / len(sample)
 
 
@@ -92,9 +87,9 @@ def main(argv=None) -> int:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         started = time.perf_counter()
-        run = fit(config.replace({"epochs": epochs}), run_dir, data=TrainData(train, val, binary(config)))
+        run = fit(config.replace({"epochs": epochs}), run_dir, data=TrainData(train, val, binarizes(config)))
         wall = time.perf_counter() - started
-        x_test = binarize_once(test) if binary(config) else to_unit(test)
+        x_test = binarize_once(test) if binarizes(config) else to_unit(test)
         k, images = (args.iwae, x_test) if name == "mlp" else (args.conv_iwae, x_test[: args.conv_eval_images])
         metrics = evaluate(run.model, images, iwae_k=k, batch_size=100 if name != "mlp" else 500,
                            generator=torch.Generator().manual_seed(0))

@@ -16,11 +16,9 @@ import time
 
 import torch
 
-from common import ExampleVAE, default_mnist_dir, machine, train_example, write_result
+from common import ExampleVAE, default_mnist_dir, machine, mnist_protocol, train_example, write_result
 
 from vaekit.config import Config
-from vaekit.data import load_dataset
-from vaekit.engine.batches import binarize_once
 from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import evaluate
 from vaekit.registry import build_model
@@ -58,8 +56,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    train = load_dataset("mnist", "train", data_dir=args.data_dir).images
-    x_test = binarize_once(load_dataset("mnist", "test", data_dir=args.data_dir).images)
+    train, x_test = mnist_protocol(args.data_dir)
     results = {}
 
     def score(name, model, seconds):

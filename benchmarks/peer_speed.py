@@ -19,12 +19,10 @@ import time
 import torch
 from torch import nn
 
-from common import default_mnist_dir, machine, write_result
+from common import default_mnist_dir, machine, mnist_protocol, write_result
 from mnist_mlp import VAEKIT
 
 from vaekit.config import Config
-from vaekit.data import load_dataset
-from vaekit.engine.batches import binarize_once
 from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import evaluate
 from vaekit.registry import build_model
@@ -82,8 +80,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    train = load_dataset("mnist", "train", data_dir=args.data_dir).images
-    x_test = binarize_once(load_dataset("mnist", "test", data_dir=args.data_dir).images)
+    train, x_test = mnist_protocol(args.data_dir)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         model, seconds = train_pythae(train.float() / 255, args.epochs, tmp + "/pythae")

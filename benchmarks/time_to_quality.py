@@ -17,12 +17,10 @@ import tempfile
 
 import torch
 
-from common import default_mnist_dir, machine, train_example, write_result
+from common import default_mnist_dir, machine, mnist_protocol, train_example, write_result
 from mnist_mlp import as_vaekit_model
 
 from vaekit.config import Config
-from vaekit.data import load_dataset
-from vaekit.engine.batches import binarize_once
 from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import evaluate
 
@@ -48,8 +46,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    train = load_dataset("mnist", "train", data_dir=args.data_dir).images
-    x_test = binarize_once(load_dataset("mnist", "test", data_dir=args.data_dir).images)
+    train, x_test = mnist_protocol(args.data_dir)
 
     def nll(model, images, k):
         return evaluate(model, images, iwae_k=k, generator=torch.Generator().manual_seed(0))["iwae_nll_nats"]
