@@ -1,6 +1,6 @@
 """Video prediction on Moving MNIST: SVG-LP (vaekit video) against copy-last-frame, in one script.
 
-    python benchmarks/video.py [--run DIR] [--minutes 36] [--samples 10] [--limit 1000] [--data-dir DIR]
+    python benchmarks/video.py [--run DIR] [--minutes 120] [--samples 10] [--limit 1000] [--data-dir DIR] [--out JSON]
 
 Protocol: the fixed test set of vaekit.data.video (1,000 sequences of two MNIST test digits, seed
 fixed); the model sees frames 1-10 and predicts frames 11-20. Per frame, MSE is the squared error
@@ -8,8 +8,9 @@ summed over the 64x64 pixels in [0, 1] (as the literature reports it), SSIM is s
 (7x7 window, data range 1); both averaged over the 10 predicted frames and the 1,000 sequences.
 "best of N": for each sequence the sample with the lowest MSE (highest SSIM) of N, as SVG reports;
 "mean": the average over the N samples. Copy-last-frame repeats frame 10. The model is trained here
-(single thread, time-limited) into --run, or loaded from there when it already holds a run.
-Writes benchmarks/results/video.json, video_predictions.gif and video_predictions.png.
+with configs/moving_mnist_svg.yaml into --run (time-limited), or loaded from there when it
+already holds a run. Writes --out (benchmarks/results/video.json) and, beside it,
+video_predictions.gif and video_predictions.png.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from skimage.metrics import structural_similarity
 
 from common import REPO, default_mnist_dir, machine, write_result
 
+from vaekit.config import load_yaml
 from vaekit.data import load_dataset
 from vaekit.data.video import moving_mnist_test_set
 from vaekit.engine.video import fit_video, load_video
@@ -30,16 +32,15 @@ from vaekit.tasks.video import side_by_side, write_video
 from vaekit.video_config import VideoConfig
 
 CONTEXT, FUTURE = 10, 10
-CONFIG = {"data": {"data": "moving-mnist", "seq_len": CONTEXT + FUTURE},
-          "model": {"widths": (16, 32, 64), "fold": 2, "g_dim": 128, "z_dim": 10, "rnn_dim": 128, "n_past": CONTEXT},
-          "train": {"steps": 100000, "batch_size": 16, "lr": 2e-3, "beta": 0.4, "checkpoint_every": 250,
-                    "seed": 0, "threads": 1}}
+PRESET = REPO / "configs" / "moving_mnist_svg.yaml"  # the model and training recipe
 
 
 def get_run(run_dir: Path, minutes: float, data_dir: str | None):
     if (run_dir / "checkpoint" / "model.safetensors").is_file():
         return load_video(run_dir)
-    config = VideoConfig.from_dict(CONFIG).replace({"max_minutes": minutes, "data_dir": data_dir})
+    config = VideoConfig.from_dict(load_yaml(PRESET)).replace({"max_minutes": minutes, "data_dir": data_dir})
+    if (config.data.seq_len, config.model.n_past) != (CONTEXT + FUTURE, CONTEXT):
+        raise SystemExit(f"{PRESET} must train on {CONTEXT + FUTURE} frames with {CONTEXT} in context")
     return fit_video(config, run_dir)
 
 
@@ -102,10 +103,11 @@ def pictures(test: torch.Tensor, futures: torch.Tensor, out_dir: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default=str(REPO / "runs" / "bench-video"), help="run folder (trained here if empty)")
-    ap.add_argument("--minutes", type=float, default=36.0, help="training time limit (stops at a checkpoint)")
+    ap.add_argument("--minutes", type=float, default=120.0, help="training time limit (stops at a checkpoint)")
     ap.add_argument("--samples", type=int, default=10, help="sampled futures per test sequence (N)")
     ap.add_argument("--limit", type=int, default=1000, help="test sequences scored (default: all 1,000)")
     ap.add_argument("--data-dir", default=default_mnist_dir())
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "video.json"), help="result JSON")
     ap.add_argument("--note", help="a remark kept in the JSON (for example, how loaded the machine was)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -123,9 +125,9 @@ def main() -> None:
               "evaluation_minutes": (time.perf_counter() - started) / 60,
               "config": run.config.to_dict(), "parameters": sum(p.numel() for p in run.model.parameters()),
               "history": run.history, "machine": machine(), "note": args.note}
-    out_dir = REPO / "benchmarks" / "results"
-    write_result(out_dir / "video.json", result)
-    pictures(test, raw["futures"], out_dir)
+    out = Path(args.out)
+    write_result(out, result)
+    pictures(test, raw["futures"], out.parent)
     print(f"| SVG-LP (vaekit), best of {args.samples} | {result['mse_best']:.1f} | {result['ssim_best']:.3f} |")
     print(f"| SVG-LP (vaekit), mean of {args.samples} | {result['mse_mean']:.1f} | {result['ssim_mean']:.3f} |")
     print(f"| copy last frame | {result['copy_last_mse']:.1f} | {result['copy_last_ssim']:.3f} |")

@@ -11,8 +11,11 @@ from vaekit.config import Config
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """One thread for every test, set before any fixture: a module-scoped fixture that trains a
+    model would otherwise run with torch's default threads when its module comes first, and give
+    slightly different weights than the same training inside the test."""
     torch.set_num_threads(1)
 
 

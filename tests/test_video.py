@@ -1,5 +1,9 @@
 """Video: Moving MNIST, video files, the SVG-LP model, its training and run folders, and the
 `vaekit video` commands, on tiny models (16x16 frames) that run in seconds."""
+import json
+import math
+import shutil
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ from vaekit.cli.main import main
 from vaekit.data import load_dataset
 from vaekit.data.video import (TEST_SIZE, bounce, load_video_clips, moving_mnist, moving_mnist_test_set,
                                read_video)
-from vaekit.engine.video import fit_video, load_video, save_video_checkpoint
+from vaekit.engine.video import fit_video, load_video, read_video_config, save_video_checkpoint
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.losses import video_loss
 from vaekit.models.svg import build_svg
@@ -44,8 +48,11 @@ def digits():
 
 
 def tiny_config(data, **train) -> VideoConfig:
+    """A constant rate unless asked: the resume test cuts a run short by lowering its steps, which
+    would move a cosine schedule's end."""
     return VideoConfig.from_dict({"data": {"data": str(data), "seq_len": 6, "frame_size": 16}, "model": TINY_MODEL,
-                                  "train": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, **train}})
+                                  "train": {"steps": 4, "batch_size": 4, "checkpoint_every": 2,
+                                            "lr_schedule": "constant", **train}})
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +149,24 @@ def test_resume_equals_uninterrupted(videos, video_run, tmp_path):
     assert all(torch.equal(v, whole[k]) for k, v in resumed.model.state_dict().items())
     with pytest.raises(CheckpointError, match="beta"):
         fit_video(tiny_config(videos, steps=6, beta=2.0), tmp_path / "r", resume=True, progress=False)
+
+
+def test_cosine_learning_rate_schedule_with_warmup(videos, tmp_path):
+    run = fit_video(tiny_config(videos, lr=0.01, lr_schedule="cosine", warmup_steps=1), tmp_path / "c", progress=False)
+    # the rate of the last update of each 2-step chunk: step 1 of 4 (after a 1-step warm-up), then step 3
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * p)) for p in (0 / 3, 2 / 3)]
+    assert [h["lr"] for h in run.history] == pytest.approx(expected)
+
+
+def test_runs_from_before_the_schedule_keep_a_constant_rate(video_run, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(video_run.path, copy)
+    path = copy / "checkpoint" / "config.json"
+    raw = json.loads(path.read_text())
+    del raw["train"]["lr_schedule"]
+    path.write_text(json.dumps(raw))
+    assert VideoConfig().train.lr_schedule == "cosine"
+    assert read_video_config(copy).train.lr_schedule == "constant"
 
 
 def test_moving_mnist_training_step(tmp_path):

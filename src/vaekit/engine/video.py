@@ -26,7 +26,7 @@ from vaekit.data.video import FRAME_SIZE, load_video_clips, moving_mnist
 from vaekit.engine import checkpoint
 from vaekit.engine.batches import epoch_generator
 from vaekit.engine.files import atomic_dir, write_text
-from vaekit.engine.trainer import make_optimizer
+from vaekit.engine.trainer import lr_factor, make_optimizer
 from vaekit.errors import CheckpointError, ConfigError, TrainingError, VaekitError
 from vaekit.losses import video_loss
 from vaekit.models.svg import SVG, build_svg
@@ -135,6 +135,8 @@ def fit_video(config: VideoConfig, run_dir: str | Path, *, resume: bool = False,
         chunk_start, cpu_start, sums = time.perf_counter(), time.process_time(), torch.zeros(3)
         while state["step"] < end:
             x = source.batch(tc.batch_size, g)
+            for group in optimizer.param_groups:
+                group["lr"] = tc.lr * lr_factor(state["step"], tc.steps, tc)
             out = model(x, generator=g)
             terms = video_loss(out.x_hat, out.kl, x[:, 1:], tc.beta)
             optimizer.zero_grad(set_to_none=True)
@@ -182,7 +184,8 @@ def end_chunk(run_dir: Path, config: VideoConfig, model: SVG, optimizer, state: 
     n = sums[2].clamp(min=1)
     state["history"].append({"step": state["step"], "seconds": state["seconds"], "cpu_seconds": state["cpu_seconds"],
                              "train_sse_per_frame": (sums[0] / n).item(), "train_kl_nats_per_frame": (sums[1] / n).item(),
-                             **validate(model, val, config.train.beta), "nonfinite_steps": state["nonfinite_steps"]})
+                             **validate(model, val, config.train.beta), "lr": optimizer.param_groups[0]["lr"],
+                             "nonfinite_steps": state["nonfinite_steps"]})
     save_video_checkpoint(run_dir, config, model, state, optimizer)
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
     if progress:
@@ -213,6 +216,8 @@ def read_video_config(run_dir: str | Path) -> VideoConfig:
     if raw.pop("format", None) != FORMAT:
         raise CheckpointError(f"{path} is not a vaekit video config of format {FORMAT}")
     raw.pop("kind")
+    if isinstance(raw.get("train"), dict):  # runs saved before the schedule existed trained at a constant rate
+        raw["train"].setdefault("lr_schedule", "constant")
     try:
         return VideoConfig.from_dict(raw)
     except VaekitError as e:
