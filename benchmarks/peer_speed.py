@@ -27,7 +27,7 @@ from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import evaluate
 from vaekit.registry import build_model
 
-MLP = {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20, "likelihood": "bernoulli"}
+MLP = VAEKIT["model"]  # 784-400-20, the architecture pythae builds too
 
 
 def train_pythae(images: torch.Tensor, epochs: int, out: str):
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         model, seconds = train_pythae(train.float() / 255, args.epochs, tmp + "/pythae")
         results["pythae"] = {"train_seconds": seconds}
         results["pythae"]["model"] = model
-        config = Config.from_dict({**VAEKIT, "model": MLP}).replace({"epochs": args.epochs, "threads": args.threads})
+        config = Config.from_dict(VAEKIT).replace({"epochs": args.epochs, "threads": args.threads})
         run = fit(config, tmp + "/vaekit", progress=False, data=TrainData(train, train[:0], binarize=True))
         results["vaekit"] = {"train_seconds": sum(h["seconds"] for h in run.history), "model": run.model}
     for name, r in results.items():

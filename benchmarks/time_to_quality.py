@@ -18,13 +18,13 @@ import tempfile
 import torch
 
 from common import default_mnist_dir, machine, mnist_protocol, train_example, write_result
-from mnist_mlp import as_vaekit_model
+from mnist_mlp import VAEKIT, as_vaekit_model
 
 from vaekit.config import Config
 from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import evaluate
 
-MLP = {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20, "likelihood": "bernoulli"}
+MLP = VAEKIT["model"]  # 784-400-20
 RECIPES = {
     "784-400-20, AdamW 3e-3, EMA, batch 128": {"model": MLP,
                                               "train": {"batch_size": 128, "lr": 3e-3, "ema_decay": 0.999}},

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from vaekit.config import Config, GANConfig
 from vaekit.engine import distributed
 from vaekit.engine.batches import batches, epoch_generator
-from vaekit.engine.trainer import Trainer, TrainData, kl_weight, lr_factor, skip_step
+from vaekit.engine.trainer import Trainer, TrainData, kl_weight, lr_factor, set_lr, skip_step
 from vaekit.errors import ConfigError
 from vaekit.models.vaegan import VAEGAN
 
@@ -135,8 +135,7 @@ class AdversarialTrainer(Trainer):
             x = torch.bernoulli(x_real, generator=g) if self.data.binarize else x_real
             factor = lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc)
             for part, opt in self.optimizers().items():
-                for group in opt.param_groups:
-                    group["lr"] = self.base_lr[part] * factor
+                set_lr(opt, self.base_lr[part] * factor)
             beta = kl_weight(state["step"], self.steps_per_epoch, tc)
             terms = vaegan_losses(self.model, x, x_real, self.config.gan, beta, tc.free_bits, g)
             if not self.apply(terms, epoch):

@@ -83,6 +83,11 @@ def lr_factor(step: int, total: int, cfg) -> float:
     return 1.0
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def kl_weight(step: int, steps_per_epoch: int, cfg) -> float:
     if cfg.kl_warmup_epochs <= 0:
         return cfg.beta
@@ -200,8 +205,7 @@ class Trainer:
         self.model.train()
         for i, x in enumerate(bar):
             x = self.world.shard(x)
-            for group in self.optimizer.param_groups:
-                group["lr"] = tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc)
+            set_lr(self.optimizer, tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc))
             beta = kl_weight(state["step"], self.steps_per_epoch, tc)
             terms = compute_loss(self.forward_model, x, self.config, beta, g)
             self.optimizer.zero_grad(set_to_none=True)

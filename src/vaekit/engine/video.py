@@ -26,7 +26,7 @@ from vaekit.data.video import FRAME_SIZE, load_video_clips, moving_mnist
 from vaekit.engine import checkpoint
 from vaekit.engine.batches import epoch_generator
 from vaekit.engine.files import atomic_dir, write_text
-from vaekit.engine.trainer import lr_factor, make_optimizer
+from vaekit.engine.trainer import lr_factor, make_optimizer, set_lr
 from vaekit.errors import CheckpointError, ConfigError, TrainingError, VaekitError
 from vaekit.losses import video_loss
 from vaekit.models.svg import SVG, build_svg
@@ -135,8 +135,7 @@ def fit_video(config: VideoConfig, run_dir: str | Path, *, resume: bool = False,
         chunk_start, cpu_start, sums = time.perf_counter(), time.process_time(), torch.zeros(3)
         while state["step"] < end:
             x = source.batch(tc.batch_size, g)
-            for group in optimizer.param_groups:
-                group["lr"] = tc.lr * lr_factor(state["step"], tc.steps, tc)
+            set_lr(optimizer, tc.lr * lr_factor(state["step"], tc.steps, tc))
             out = model(x, generator=g)
             terms = video_loss(out.x_hat, out.kl, x[:, 1:], tc.beta)
             optimizer.zero_grad(set_to_none=True)
