@@ -2,20 +2,27 @@ import pytest
 import torch
 
 from vaekit.config import Config
-from vaekit.corruption import block_mask, degrade, gaussian_noise, jpeg, pixel_mask, salt_and_pepper, stroke_mask
+from vaekit.corruption import block_mask, centre_mask, degrade, gaussian_noise, jpeg, pixel_mask, salt_and_pepper, stroke_mask
 from vaekit.engine.trainer import fit
 from conftest import tiny_config
 
 SHAPE = (64, 1, 16, 16)
 
 
-@pytest.mark.parametrize("make", [block_mask, stroke_mask, pixel_mask])
+@pytest.mark.parametrize("make", [block_mask, centre_mask, stroke_mask, pixel_mask])
 def test_masks_cover_about_the_asked_fraction(make):
     mask = make(SHAPE, 0.25, torch.Generator().manual_seed(0))
     assert mask.shape == (64, 1, 16, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert 0.15 < mask.mean().item() < 0.35
     again = make(SHAPE, 0.25, torch.Generator().manual_seed(0))
     assert torch.equal(mask, again)
+
+
+def test_centre_mask_is_the_middle_square():
+    mask = centre_mask((3, 1, 28, 28), 0.25)
+    expected = torch.zeros(1, 28, 28)
+    expected[:, 7:21, 7:21] = 1
+    assert all(torch.equal(m, expected) for m in mask)
 
 
 def test_noises_stay_in_range_and_change_the_image():

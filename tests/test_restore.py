@@ -10,9 +10,10 @@ from vaekit.cli.main import main
 from vaekit.config import Config, binarizes
 from vaekit.errors import ConfigError, DataError
 from vaekit.models.conditional import ConditionalVAE
+from vaekit.models.distributions import DiagonalGaussian
 from vaekit.registry import build_model
 from vaekit.tasks.inpaint import box_mask, inpaint
-from vaekit.tasks.restore import denoise, estimate_sigma, random_crops, repair, upscale
+from vaekit.tasks.restore import denoise, estimate_sigma, random_crops, repair, self_ensemble, upscale
 from vaekit.tasks.tiles import run_tiled, tile_starts
 from conftest import tiny_config
 
@@ -33,14 +34,15 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("restore")
     configs = {"sr": {"condition": "downscale", "condition_scale": 2}, "jpeg": {"condition": "jpeg"},
                "noise": {"condition": "noise", "condition_noise_sigma": 0.3},
-               "plain": {"occlusion": "blocks", "binarize": False}}
+               "plain": {"occlusion": "blocks", "binarize": False},
+               "holes": {"condition": "occlusion", "condition_prior": "learned", "binarize": False}}
     for name, extra in configs.items():
         vaekit.train(tiny_config(hidden_dims=(32,), **extra), root / name, progress=False, report=name == "sr")
     return {name: root / name for name in configs}
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
-@pytest.mark.parametrize("condition", ["downscale", "jpeg", "noise"])
+@pytest.mark.parametrize("condition", ["downscale", "jpeg", "noise", "occlusion"])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "logistic-mixture"])
 def test_conditional_vae_shapes(arch, condition, likelihood):
     model = cvae(condition, arch, (3, 8, 12), likelihood)
@@ -121,8 +123,50 @@ def test_tiles_blend_without_seams():
     assert steps.max() < 0.5 * (jumpy.max() - jumpy.min())
 
 
-def test_inpaint_keeps_known_pixels_exactly(runs):
-    model = vaekit.load(runs["plain"]).model
+def test_kl_against_a_learned_prior_is_the_gaussian_kl():
+    g = G().manual_seed(0)
+    q = DiagonalGaussian(torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g))
+    p = DiagonalGaussian(torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g))
+    expected = torch.distributions.kl_divergence(torch.distributions.Normal(q.mean, q.std),
+                                                 torch.distributions.Normal(p.mean, p.std))
+    torch.testing.assert_close(q.kl_per_dim_to(p), expected)
+    torch.testing.assert_close(q.kl_per_dim_to(DiagonalGaussian(torch.zeros(4, 3), torch.zeros(4, 3))),
+                               q.kl_per_dim())
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_learned_prior_is_what_restoring_draws_from(arch):
+    model = cvae("occlusion", arch, (1, 8, 8), condition_prior="learned", cvae_stride=2 if arch == "conv" else 1)
+    x = torch.rand(4, 1, 8, 8)
+    y = model.condition.degrade(x, G().manual_seed(0))
+    prior = model.conditional_prior(y)
+    assert prior.mean.shape == (4, 3) and not torch.equal(prior.mean[0], prior.mean[1])
+    torch.testing.assert_close(model.restore(y), model.decode(prior.mean, y))  # deterministic: the prior mean
+    z = prior.mean + prior.std * torch.randn(4, 3, generator=G().manual_seed(1))
+    torch.testing.assert_close(model.restore(y, 1.0, G().manual_seed(1)), model.decode(z, y))
+    out = model(x, generator=G().manual_seed(0), y=y)
+    torch.testing.assert_close(out.kl_per_dim, out.posterior.kl_per_dim_to(prior))
+    assert torch.isfinite(model.log_weights(x, 5)).all()
+    standard = cvae("occlusion", arch, (1, 8, 8), cvae_stride=2 if arch == "conv" else 1)
+    assert standard.prior_net is None and sum(p.numel() for p in standard.parameters()) < \
+        sum(p.numel() for p in model.parameters())
+
+
+def test_occlusion_condition_hides_pixels_and_carries_the_mask():
+    model = cvae("occlusion", shape=(3, 8, 8), condition_mask_fraction=0.25)
+    x = torch.rand(5, 3, 8, 8) + 0.1
+    y = model.condition.degrade(x, G().manual_seed(0))
+    hidden = y[:, 3:]
+    assert y.shape == (5, 4, 8, 8) and set(hidden.unique().tolist()) == {0.0, 1.0}
+    assert (hidden.flatten(1).sum(1) == 16).all()  # one 4x4 block: a quarter of each image
+    assert torch.equal(y[:, :3], x * (1 - hidden))
+    mask = box_mask(8, 8, (1, 2, 3, 4))[None].expand(5, -1, -1, -1)
+    assert torch.equal(model.condition.observe(x, mask), torch.cat([x * (1 - mask), mask], 1))
+
+
+@pytest.mark.parametrize("name", ["plain", "holes"])
+def test_inpaint_keeps_known_pixels_exactly(runs, name):
+    model = vaekit.load(runs[name]).model
     x = torch.randint(0, 256, (3, 1, 8, 8)).float() / 255
     mask = box_mask(8, 8, (2, 2, 4, 4))[None]
     result = inpaint(model, x, mask, samples=4, proposals=16, generator=G().manual_seed(0))
@@ -142,8 +186,17 @@ def test_inpaint_errors(runs):
         box_mask(8, 8, (5, 5, 4, 4))
     with pytest.raises(DataError, match="takes 8x8 images.*got 9x9"):
         inpaint(model, torch.rand(1, 1, 9, 9), torch.zeros(1, 1, 9, 9))
-    with pytest.raises(ConfigError, match="one latent vector"):
+    with pytest.raises(ConfigError, match="trained with --condition downscale, so it cannot inpaint"):
         inpaint(vaekit.load(runs["sr"]).model, torch.rand(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+def test_conditional_inpaint_mean_is_the_mean_of_its_draws(runs):
+    model = vaekit.load(runs["holes"]).model
+    x, mask = torch.rand(3, 1, 8, 8), box_mask(8, 8, (2, 1, 5, 4))[None]
+    result = inpaint(model, x, mask, samples=6, proposals=6, generator=G().manual_seed(0))
+    torch.testing.assert_close(result.mean, result.samples.mean(0))
+    again = inpaint(model, x, mask, samples=6, proposals=6, generator=G().manual_seed(0))
+    assert torch.equal(result.samples, again.samples) and not torch.equal(result.samples[0], result.samples[1])
 
 
 def test_upscale(runs):
@@ -162,6 +215,28 @@ def test_upscale(runs):
         upscale(run.model, torch.rand(1, 3, 4, 4))
     with pytest.raises(ConfigError, match="plain"):
         upscale(vaekit.load(runs["plain"]).model, low)
+
+
+@pytest.mark.parametrize("quarter_turns", [True, False])
+def test_self_ensemble_turns_every_output_back(quarter_turns):
+    """A restoration that adds each pixel's row index: over the flips (and turns) every pixel sees rows
+    i and n-1-i (and columns) equally often, so the ensemble adds (n-1)/2 everywhere."""
+    x = torch.rand(2, 3, 6, 6 if quarter_turns else 9)
+    add_rows = lambda t: t + torch.arange(t.shape[-2], dtype=t.dtype)[:, None]  # noqa: E731
+    torch.testing.assert_close(self_ensemble(add_rows, x, quarter_turns), x + 2.5)
+    torch.testing.assert_close(self_ensemble(lambda t: t, x, quarter_turns), x)
+
+
+def test_upscale_and_denoise_self_ensemble(runs):
+    sr, noise = vaekit.load(runs["sr"]).model, vaekit.load(runs["noise"]).model
+    low = torch.rand(2, 1, 4, 4)
+    averaged = upscale(sr, low, ensemble=True)
+    assert averaged.shape == (2, 1, 8, 8) and not torch.equal(averaged, upscale(sr, low))
+    assert torch.equal(averaged, upscale(sr, low, ensemble=True))
+    assert upscale(sr, torch.rand(1, 1, 7, 10), tiles=True, ensemble=True).shape == (1, 1, 14, 20)
+    assert denoise(noise, torch.rand(2, 1, 8, 8), ensemble=True).shape == (2, 1, 8, 8)
+    with pytest.raises(ConfigError, match="cannot be combined with sampling"):
+        upscale(sr, low, temperature=1.0, ensemble=True)
 
 
 def test_denoise_and_repair(runs):
@@ -213,6 +288,9 @@ def test_cli_end_to_end(runs, tmp_path):
     known[2:6, 2:6] = False
     assert np.array_equal(filled[known], np.asarray(Image.open(digit))[known])
     assert (tmp_path / "filled_sample2.png").exists()
+    assert main(["inpaint", str(runs["holes"]), digit, "--box", "2,2,4,4", "--samples", "1",
+                 "-o", str(tmp_path / "cfilled.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "cfilled.png"))[known], np.asarray(Image.open(digit))[known])
 
     folder = tmp_path / "low"
     folder.mkdir()
@@ -221,6 +299,9 @@ def test_cli_end_to_end(runs, tmp_path):
     assert main(["upscale", str(runs["sr"]), str(folder), "--scale", "2", "-o", str(tmp_path / "up")]) == 0
     assert sorted(p.name for p in (tmp_path / "up").iterdir()) == ["l0.png", "l1.png", "l2.png"]
     assert Image.open(tmp_path / "up/l0.png").size == (8, 8)
+    assert main(["upscale", str(runs["sr"]), str(folder / "l0.png"), "--self-ensemble", "-o",
+                 str(tmp_path / "up8.png")]) == 0
+    assert Image.open(tmp_path / "up8.png").size == (8, 8)
     assert main(["denoise", str(runs["noise"]), digit, "--sigma", "0.2", "-o", str(tmp_path / "dn.png")]) == 0
     assert main(["repair", str(runs["jpeg"]), digit, "--sample", "-o", str(tmp_path / "rp.png")]) == 0
     assert Image.open(tmp_path / "rp.png").size == (8, 8)

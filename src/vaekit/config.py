@@ -61,8 +61,8 @@ class ModelConfig:
     hvae_stride: int = option(1, "hvae: the finest level works at 1/stride of the image's resolution, through "
                               "pixel (un)shuffle: stride^2 fewer positions per convolution", low=1)
     condition: str = option("none", "conditional VAE (mlp or conv): q(z|x,y), p(x|z,y) with y a degraded copy of "
-                            "each clean image: downscale (super-resolution), jpeg (repair), noise (denoising)",
-                            choices=("none", "downscale", "jpeg", "noise"))
+                            "each clean image: downscale (super-resolution), jpeg (repair), noise (denoising), "
+                            "occlusion (inpainting)", choices=("none", "downscale", "jpeg", "noise", "occlusion"))
     condition_scale: int = option(4, "downscale: the super-resolution factor", low=2)
     condition_resample: str = option("area", "downscale: area (mean of scale x scale blocks) or bicubic "
                                      "(antialiased, the Set5/Set14 protocol)", choices=("area", "bicubic"))
@@ -71,13 +71,21 @@ class ModelConfig:
                                           "denoises; the model also sees sigma", low=0.0)
     condition_noise_random: bool = option(False, "noise: draw each training image's sigma from U(0, sigma), so "
                                           "one model serves every level up to it")
+    condition_mask: str = option("blocks", "occlusion: the hidden regions of the training images: blocks (one "
+                                 "square anywhere), centre (one square in the middle), strokes (free-form) or "
+                                 "pixels", choices=("blocks", "centre", "strokes", "pixels"))
+    condition_mask_fraction: float = option(0.25, "occlusion: about this fraction of each training image is hidden",
+                                            low=0.0, high=1.0)
+    condition_prior: str = option("standard", "conditional VAE: the prior p(z) = N(0, I) (standard), or a network "
+                                  "p(z | y) (learned: Sohn et al.'s prior network; restoring then draws z from it)",
+                                  choices=("standard", "learned"))
     cvae_width: int = option(64, "conv conditional VAE: channels of the decoder's trunk", low=1)
     cvae_blocks: int = option(4, "conv conditional VAE: residual cells in that trunk", low=0)
     cvae_stride: int = option(1, "conv conditional VAE: the trunk and encoder work at 1/stride of the image's "
                               "resolution, through pixel (un)shuffle (ESPCN, FFDNet): stride^2 fewer positions",
                               low=1)
     condition_residual: str = option("auto", "conditional VAE: the decoder learns only what y lost (auto: on for "
-                                     "downscale and jpeg, off for noise)", choices=("auto", "on", "off"))
+                                     "downscale, jpeg and occlusion, off for noise)", choices=("auto", "on", "off"))
     tiled: bool = option(False, "restoration: the model was trained on crops of larger photos, so the tasks run "
                          "it on overlapping tiles of an image of any size")
     lmbda: tuple[float, ...] = option((0.0035, 0.0067, 0.013, 0.025), "codec: rate-distortion trade-offs, one "
@@ -135,7 +143,7 @@ class MechanismConfig:
     noise_random: bool = option(False, "gaussian: draw each image's sigma uniformly from [0, noise_level]")
     jpeg_quality: int = option(20, "jpeg: the JPEG quality the encoder's inputs are compressed at", low=1, high=95)
     occlusion: str = option("none", "occlusion mechanism: hide regions from the encoder",
-                            choices=("none", "blocks", "strokes", "pixels"))
+                            choices=("none", "blocks", "centre", "strokes", "pixels"))
     occlusion_fraction: float = option(0.25, "about this fraction of each image is hidden", low=0.0, high=1.0)
     occlusion_lambda: float = option(1.0, "lambda: weight of the region-weighted reconstruction term R", low=0.0)
     occluded_weight: float = option(1.0, "weight of hidden pixels in R", low=0.0)

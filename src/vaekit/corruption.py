@@ -52,6 +52,17 @@ def block_mask(shape, fraction: float, generator=None):
     return inside.unsqueeze(1).float()
 
 
+def centre_mask(shape, fraction: float, generator=None):
+    """The same square in every image, centred: the "central region" of Context Encoders (Pathak et
+    al. 2016), for a model meant to fill that one hole (a 14x14 hole in the middle of a digit)."""
+    b, _, h, w = shape
+    side_h, side_w = max(1, round(h * fraction**0.5)), max(1, round(w * fraction**0.5))
+    mask = torch.zeros(b, 1, h, w)
+    top, left = (h - side_h) // 2, (w - side_w) // 2
+    mask[:, :, top:top + side_h, left:left + side_w] = 1
+    return mask
+
+
 def stroke_mask(shape, fraction: float, generator=None, strokes: int = 4):
     """Free-form strokes: thick random line segments, widened until they cover about `fraction`."""
     b, _, h, w = shape
@@ -70,7 +81,7 @@ def pixel_mask(shape, fraction: float, generator=None):
     return (torch.rand(b, 1, h, w, generator=generator) < fraction).float()
 
 
-MASKS = {"blocks": block_mask, "strokes": stroke_mask, "pixels": pixel_mask}
+MASKS = {"blocks": block_mask, "centre": centre_mask, "strokes": stroke_mask, "pixels": pixel_mask}
 NOISES = ("gaussian", "salt-pepper", "jpeg")
 
 

@@ -19,11 +19,18 @@ def add_common(p, sampling: bool = True) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
 
 
+def add_ensemble(p) -> None:
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the deterministic output over the 8 flips and rotations of the input "
+                   "(8x slower, usually a little more accurate)")
+
+
 def register(sub) -> None:
     den = sub.add_parser("denoise", help="remove Gaussian noise from images")
     add_common(den)
     den.add_argument("--sigma", type=float, help="noise standard deviation, pixels in [0, 1] (default: the model's, "
                      "or estimated per image)")
+    add_ensemble(den)
     den.set_defaults(func=cmd_denoise)
 
     inp = sub.add_parser("inpaint", help="fill holes in images; known pixels are kept exactly")
@@ -33,7 +40,8 @@ def register(sub) -> None:
                       "per image, same names)")
     hole.add_argument("--box", help="the hole as x,y,w,h in pixels (top-left origin)")
     inp.add_argument("--samples", type=int, default=0, help="also write N posterior samples (NAME_sample1.png, ...)")
-    inp.add_argument("--proposals", type=int, default=128, help="importance samples per round (default: 128)")
+    inp.add_argument("--proposals", type=int, default=128, help="importance samples per round (plain VAE), or "
+                     "draws averaged into the fill (--condition occlusion model) (default: 128)")
     inp.set_defaults(func=cmd_inpaint)
 
     rep = sub.add_parser("repair", help="restore images degraded by lossy compression (low-quality JPEG)")
@@ -43,6 +51,7 @@ def register(sub) -> None:
     up = sub.add_parser("upscale", help="super-resolution with a conditional VAE")
     add_common(up)
     up.add_argument("--scale", type=int, help="upscaling factor; must be the model's (default: the model's)")
+    add_ensemble(up)
     up.set_defaults(func=cmd_upscale)
 
     crops = sub.add_parser("crops", help="random crops of a folder of photos as a .npy, to train restoration "
@@ -140,7 +149,8 @@ def cmd_denoise(args) -> None:
     from vaekit.tasks.restore import denoise
 
     process(args, lambda model, x, tiles, g, path: {"": denoise(
-        model, x, args.sigma, tiles=tiles, temperature=temperature(args), generator=g)})
+        model, x, args.sigma, tiles=tiles, temperature=temperature(args), generator=g,
+        ensemble=args.self_ensemble)})
 
 
 def cmd_repair(args) -> None:
@@ -154,7 +164,8 @@ def cmd_upscale(args) -> None:
     from vaekit.tasks.restore import upscale
 
     process(args, lambda model, x, tiles, g, path: {"": upscale(
-        model, x, args.scale, tiles=tiles, temperature=temperature(args), generator=g)})
+        model, x, args.scale, tiles=tiles, temperature=temperature(args), generator=g,
+        ensemble=args.self_ensemble)})
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:

@@ -1,13 +1,14 @@
-"""The conditional VAE (Sohn, Lee & Yan 2015) that super-resolution, repair and denoising use.
+"""The conditional VAE (Sohn, Lee & Yan 2015) that super-resolution, repair, denoising and inpainting use.
 
     y = condition.degrade(x)          a degraded copy of the clean image (made on the fly in training)
     u = condition.full_res(y)         (B, Cu, H, W): y at the clean image's resolution
     encoder([x, u]) -> q(z | x, y)    (B, D)
-    decoder(z, u)   -> params         (B, P*C, H, W); for low-res and JPEG y, shifted toward u's
+    p(z | y) = N(0, I), or prior_net(u) with `--condition-prior learned`
+    decoder(z, u)   -> params         (B, P*C, H, W); for low-res, JPEG and occluded y, shifted toward u's
                                       image so that the decoder learns the residual (what y lost)
-    p(z) = N(0, I);  p(x | z, y) = likelihood(params)
+    p(x | z, y) = likelihood(params)
 
-Given only y, `restore` decodes the prior mean z = 0 (deterministic) or prior samples (one
+Given only y, `restore` decodes the prior mean (deterministic) or prior samples (one
 plausible clean image each). It is the same `ImageVAE` as the others for training and
 evaluation: `forward(x)` makes y from x, so the ELBO it returns bounds log p(x | y).
 """
@@ -85,13 +86,17 @@ def shift_toward(likelihood: Likelihood, params: torch.Tensor, image: torch.Tens
 
 
 class ConditionalVAE(ImageVAE):
-    """q(z | x, y), p(x | z, y), p(z) = N(0, I); y made from x by `condition` (see the module docstring)."""
+    """q(z | x, y), p(x | z, y), p(z | y); y made from x by `condition` (see the module docstring).
+    Without `prior_net`, p(z | y) = N(0, I). With it, p(z | y) = prior_net(u): the prior learns where
+    the posteriors of images like y lie, so the draws that restoring makes given y are the kind of
+    z the decoder was trained on (N(0, I) draws need not be, and then decode to poorer images)."""
 
     def __init__(self, condition: Condition, encoder: nn.Module, decoder: nn.Module, prior: StandardNormal,
-                 likelihood: Likelihood, image_shape: tuple[int, int, int]):
+                 likelihood: Likelihood, image_shape: tuple[int, int, int], prior_net: nn.Module | None = None):
         super().__init__(image_shape, likelihood)
         self.condition = condition
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.prior_net = prior_net
 
     @property
     def latent_dim(self) -> int:
@@ -113,6 +118,10 @@ class ConditionalVAE(ImageVAE):
         u = self.condition.full_res(self.condition_of(x, y, generator))
         return self.encoder(torch.cat([x, u], dim=1))
 
+    def conditional_prior(self, y: torch.Tensor) -> DiagonalGaussian | None:
+        """p(z | y) from the prior network, or None for N(0, I)."""
+        return None if self.prior_net is None else self.prior_net(self.condition.full_res(y))
+
     def params(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Raw likelihood parameters of p(x | z, y), (N, P*C, H, W)."""
         u = self.condition.full_res(y)
@@ -125,7 +134,7 @@ class ConditionalVAE(ImageVAE):
         """The expected image given latents (N, D) and conditions y (N, *condition.shape)."""
         if y is None:
             raise ConfigError(f"this conditional model ({self.condition.kind}) decodes given a degraded image y; "
-                              "use the restoration tasks (vaekit upscale, repair, denoise)")
+                              "use the restoration tasks (vaekit upscale, repair, denoise, inpaint)")
         return self.likelihood.mean(self.params(z, y))
 
     def forward(self, x, target=None, generator=None, pixel_weights=None, y=None) -> VAEOutput:
@@ -137,7 +146,9 @@ class ConditionalVAE(ImageVAE):
         z = posterior.sample(generator)
         params = self.params(z, y)
         log_px = self.likelihood.log_prob(params, clean, pixel_weights)
-        return VAEOutput(posterior, z, params, log_px, posterior.kl_per_dim())
+        prior = self.conditional_prior(y)
+        kl = posterior.kl_per_dim() if prior is None else posterior.kl_per_dim_to(prior)
+        return VAEOutput(posterior, z, params, log_px, kl)
 
     def inference_context(self, x: torch.Tensor):
         y = self.condition.degrade(x)
@@ -152,22 +163,28 @@ class ConditionalVAE(ImageVAE):
         posterior, y = context
         z = posterior.sample(generator, k=k)  # (k, B, D)
         params = self.params(z.flatten(0, 1), y.repeat(k, 1, 1, 1)).unflatten(0, (k, -1))
-        return self.likelihood.log_prob(params, clean) + self.prior.log_prob(z) - posterior.log_prob(z)
+        prior = self.conditional_prior(y)
+        log_pz = self.prior.log_prob(z) if prior is None else prior.log_prob(z)
+        return self.likelihood.log_prob(params, clean) + log_pz - posterior.log_prob(z)
 
     @torch.no_grad()
     def restore(self, y: torch.Tensor, temperature: float = 0.0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Clean images given degraded ones: z = 0 (the prior mean, deterministic) or, with
-        temperature > 0, z ~ N(0, temperature^2 I) (one plausible image each). (B, C, H, W)."""
+        """Clean images given degraded ones: z at the prior's mean (deterministic) or, with
+        temperature > 0, drawn from the prior with its spread scaled by temperature (one plausible
+        image each). (B, C, H, W)."""
         self.condition.check(y, self.condition.shape)
         device = next(self.parameters()).device
         z = self.prior.sample(len(y), generator, temperature, device) if temperature > 0 \
             else torch.zeros(len(y), self.latent_dim, device=device)
+        prior = self.conditional_prior(y)
+        if prior is not None:  # N(0, I) draws moved to the learned prior's mean and spread
+            z = prior.mean + prior.std * z
         return self.decode(z, y)
 
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         raise ConfigError(f"a conditional model ({self.condition.kind}) draws images given a degraded one, not "
-                          "from nothing; use its restoration task (vaekit upscale, repair or denoise)")
+                          "from nothing; use its restoration task (vaekit upscale, repair, denoise or inpaint)")
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,4 +215,16 @@ def build_conditional(cfg, image_shape, likelihood: Likelihood) -> ConditionalVA
         raise ConfigError(f"model.condition works with the mlp and conv architectures, not {cfg.arch}")
     if cfg.condition_residual != "auto":
         condition.residual = cfg.condition_residual == "on"
-    return ConditionalVAE(condition, encoder, decoder, StandardNormal(cfg.latent_dim), likelihood, image_shape)
+    prior_net = build_prior_net(cfg, (condition.channels, h, w)) if cfg.condition_prior == "learned" else None
+    return ConditionalVAE(condition, encoder, decoder, StandardNormal(cfg.latent_dim), likelihood, image_shape,
+                          prior_net)
+
+
+def build_prior_net(cfg, u_shape: tuple[int, int, int]) -> nn.Module:
+    """The network of a learned p(z | y): the encoder's architecture, seeing u alone."""
+    c, h, w = u_shape
+    if cfg.arch == "mlp":
+        return MLPEncoder(u_shape, cfg.hidden_dims or (400,), cfg.latent_dim)
+    s = cfg.cvae_stride
+    net = ConvEncoder((c * s * s, h // s, w // s), cfg.hidden_dims or (32, 64), cfg.latent_dim, cfg.fc_dim)
+    return nn.Sequential(nn.PixelUnshuffle(s), net) if s > 1 else net

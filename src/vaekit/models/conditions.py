@@ -3,7 +3,8 @@
 Each condition knows how to make y from a clean batch (so training needs only clean images:
 pairs are made on the fly, as `ConditionalVAE.forward` does) and how to show y to the networks
 at the image's full resolution (`full_res`). A user's degraded image is y as it is, except for
-noise, whose y also carries sigma (`Noise.observe`). Images are (B, C, H, W) in [0, 1]; y is
+noise, whose y also carries sigma (`Noise.observe`), and occlusion, whose y carries the mask
+(`Occlusion.observe`). Images are (B, C, H, W) in [0, 1]; y is
 quantized to 8 bits, as a degraded image read from a file would be.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vaekit.corruption import jpeg
+from vaekit.corruption import MASKS, jpeg
 from vaekit.errors import ConfigError, DataError
 
 
@@ -127,6 +128,34 @@ class Noise(Condition):
         return self.with_sigma(image, sigma.expand(len(image)))
 
 
+class Occlusion(Condition):
+    """Inpainting: y is x with random regions hidden (set to 0) plus the mask as one more channel
+    (1 = hidden), so the model tells a black pixel from a missing one. `mask` names the regions
+    (blocks, strokes or pixels, as the occlusion mechanism draws them) and `fraction` their share of
+    each training image."""
+
+    kind = "occlusion"
+
+    def __init__(self, image_shape, mask: str = "blocks", fraction: float = 0.25):
+        super().__init__(image_shape)
+        c, h, w = self.image_shape
+        self.mask, self.fraction = mask, fraction
+        self.shape = (c + 1, h, w)
+
+    @staticmethod
+    def hide(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images and (B, 1, H, W) masks -> y (B, C + 1, H, W)."""
+        return torch.cat([image * (1 - mask), mask], dim=1)
+
+    def degrade(self, x, generator=None):
+        return self.hide(x, MASKS[self.mask](x.shape, self.fraction, generator).to(x))
+
+    def observe(self, image, mask):
+        """y for images (B, C, H, W) whose pixels are unknown where masks (B, 1, H, W) are 1."""
+        self.check(image, self.image_shape)
+        return self.hide(image, mask.to(image))
+
+
 def build_condition(cfg, image_shape) -> Condition:
     """The condition a ModelConfig names (cfg.condition != "none")."""
     if cfg.condition == "downscale":
@@ -135,4 +164,6 @@ def build_condition(cfg, image_shape) -> Condition:
         return Jpeg(image_shape, cfg.condition_jpeg_quality)
     if cfg.condition == "noise":
         return Noise(image_shape, cfg.condition_noise_sigma, cfg.condition_noise_random)
-    raise ConfigError(f"unknown condition {cfg.condition!r}; choose one of downscale, jpeg, noise")
+    if cfg.condition == "occlusion":
+        return Occlusion(image_shape, cfg.condition_mask, cfg.condition_mask_fraction)
+    raise ConfigError(f"unknown condition {cfg.condition!r}; choose one of downscale, jpeg, noise, occlusion")

@@ -39,6 +39,11 @@ class DiagonalGaussian:
         """KL(q || N(0, I)) for each latent dim, (B, D), in nats."""
         return 0.5 * (self.mean**2 + self.log_var.exp() - 1.0 - self.log_var)
 
+    def kl_per_dim_to(self, prior: "DiagonalGaussian") -> torch.Tensor:
+        """KL(q || p) for each latent dim against another diagonal Gaussian p (a learned prior), (B, D)."""
+        return 0.5 * (prior.log_var - self.log_var
+                      + (self.log_var.exp() + (self.mean - prior.mean) ** 2) / prior.log_var.exp() - 1.0)
+
     def kl(self) -> torch.Tensor:
         """KL(q || N(0, I)) in nats, (B,)."""
         return self.kl_per_dim().sum(-1)

@@ -1,9 +1,11 @@
-"""Inpainting: fill the hidden pixels of images with a trained VAE, by posterior inference given the
-visible ones (`vaekit.tasks.posterior`). The known pixels are copied from the input, never touched.
-
-The observation is the visible pixels, scored by the model's own likelihood p(x_visible | z);
-a model trained with the occlusion mechanism (`--occlusion blocks`) has an encoder that already
-expects holes (zeros), which makes its proposals good from the first round.
+"""Inpainting: fill the hidden pixels of images with a trained model, given the visible ones. The
+known pixels are copied from the input, never touched. Two kinds of model serve it:
+- a plain VAE, by posterior inference (`vaekit.tasks.posterior`): the observation is the visible
+  pixels, scored by the model's own likelihood p(x_visible | z); a model trained with the
+  occlusion mechanism (`--occlusion blocks`) has an encoder that already expects holes (zeros),
+  which makes its proposals good from the first round;
+- a conditional VAE trained with `--condition occlusion`, which models p(x | visible pixels)
+  directly: its draws z ~ p(z) decode to plausible fills, and their mean is the fill.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from vaekit.errors import DataError
+from vaekit.models.conditional import ConditionalVAE
 from vaekit.models.conditions import shape_text
 from vaekit.models.vae import ImageVAE
 from vaekit.tasks.posterior import infer, require_single_latent
-from vaekit.tasks.restore import check_input
+from vaekit.tasks.restore import check_input, conditional_for
 from vaekit.tasks.tiles import run_tiled
 
 
@@ -50,13 +53,27 @@ def check_masks(masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 def inpaint(model: ImageVAE, images: torch.Tensor, masks: torch.Tensor, samples: int = 0, *, proposals: int = 128,
             rounds: int = 3, tiles: bool = False, generator: torch.Generator | None = None) -> Inpainting:
     """Fill images (B, C, H, W) where masks (B, 1, H, W) are 1. `samples` posterior draws show the
-    model's uncertainty; `proposals` importance samples per round, `rounds` refinements of the proposal."""
-    vae = require_single_latent(model, "inpainting")
+    model's uncertainty. A plain VAE: `proposals` importance samples per round, `rounds` refinements
+    of the proposal. A conditional VAE: the mean of `proposals` draws is the fill."""
     masks = check_masks(masks, images)
-    check_input(vae, images, vae.image_shape[1:], tiles)
     c = images.shape[1]
+    if isinstance(model, ConditionalVAE):
+        fill = conditional_fill(conditional_for(model, "inpaint"), c, samples, max(proposals, samples), generator)
+    else:
+        fill = posterior_fill(require_single_latent(model, "inpainting"), c, samples, proposals, rounds, generator)
+    check_input(model, images, model.image_shape[1:], tiles)
+    both = torch.cat([images, masks.to(images.dtype)], dim=1)
+    if tuple(images.shape[2:]) == tuple(model.image_shape[1:]):
+        out = fill(both)
+    else:
+        out = torch.stack([run_tiled(fill, image, model.image_shape[1:]) for image in both])
+    out = torch.where(masks.bool().repeat(1, out.shape[1], 1, 1), out, images.repeat(1, 1 + samples, 1, 1))
+    return Inpainting(out[:, :c], out[:, c:].unflatten(1, (samples, c)).transpose(0, 1))
 
-    def fill(both: torch.Tensor) -> torch.Tensor:  # (B, C + 1, H, W) -> mean and samples, (B, C * (1 + N), H, W)
+
+def posterior_fill(vae, c: int, samples: int, proposals: int, rounds: int, generator):
+    """(B, C + 1, H, W) images and masks -> posterior mean and samples, (B, C * (1 + samples), H, W)."""
+    def fill(both: torch.Tensor) -> torch.Tensor:
         x, hole = both[:, :c], both[:, c:]
         visible = 1 - hole
 
@@ -67,11 +84,19 @@ def inpaint(model: ImageVAE, images: torch.Tensor, masks: torch.Tensor, samples:
                           proposals, rounds, generator)
         draws = list(posterior.resample(samples, generator)) if samples else []
         return torch.cat([posterior.mean(), *draws], dim=1)
+    return fill
 
-    both = torch.cat([images, masks.to(images.dtype)], dim=1)
-    if tuple(images.shape[2:]) == tuple(vae.image_shape[1:]):
-        out = fill(both)
-    else:
-        out = torch.stack([run_tiled(fill, image, vae.image_shape[1:]) for image in both])
-    out = torch.where(masks.bool().repeat(1, out.shape[1], 1, 1), out, images.repeat(1, 1 + samples, 1, 1))
-    return Inpainting(out[:, :c], out[:, c:].unflatten(1, (samples, c)).transpose(0, 1))
+
+def conditional_fill(cvae: ConditionalVAE, c: int, samples: int, draws: int, generator):
+    """The same for a `--condition occlusion` model: the images decoded at `draws` prior draws given
+    the visible pixels; their mean (the model's E[x | visible]) and the first `samples` of them."""
+    def fill(both: torch.Tensor) -> torch.Tensor:
+        y = cvae.condition.observe(both[:, :c], both[:, c:])
+        total, kept = 0, []
+        for i in range(draws):
+            image = cvae.restore(y, 1.0, generator)
+            total = total + image
+            if i < samples:
+                kept.append(image)
+        return torch.cat([total / draws, *kept], dim=1)
+    return fill

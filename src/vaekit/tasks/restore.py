@@ -1,4 +1,5 @@
-"""Restoration with a trained model: denoise, repair (JPEG), upscale (super-resolution).
+"""Restoration with a trained model: denoise, repair (JPEG), upscale (super-resolution); inpainting,
+which also takes a `--condition occlusion` model, is in `vaekit.tasks.inpaint`.
 
 Each task takes a batch of degraded images (B, C, h, w) in [0, 1] and returns clean ones. Two
 kinds of model serve them:
@@ -24,7 +25,7 @@ from vaekit.models.vae import ImageVAE
 from vaekit.tasks.posterior import infer, require_single_latent
 from vaekit.tasks.tiles import run_tiled
 
-TASK_CONDITIONS = {"denoise": "noise", "repair": "jpeg", "upscale": "downscale"}
+TASK_CONDITIONS = {"denoise": "noise", "repair": "jpeg", "upscale": "downscale", "inpaint": "occlusion"}
 
 
 def channel_text(c: int) -> str:
@@ -55,12 +56,40 @@ def conditional_for(model: ImageVAE, task: str) -> ConditionalVAE | None:
 
 
 def apply(model: ImageVAE, fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-          size: tuple[int, int], tiles: bool, scale: int = 1, align: int = 1) -> torch.Tensor:
-    """fn over a batch of model-sized inputs, or tile by tile over each image of any size."""
+          size: tuple[int, int], tiles: bool, scale: int = 1, align: int = 1, ensemble: bool = False) -> torch.Tensor:
+    """fn over a batch of model-sized inputs, or tile by tile over each image of any size; with
+    `ensemble`, averaged over the image's flips and rotations (see self_ensemble)."""
     check_input(model, images, size, tiles)
-    if tuple(images.shape[2:]) == tuple(size):
-        return fn(images)
-    return torch.stack([run_tiled(fn, image, size, scale, align=align) for image in images])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[2:]) == tuple(size):
+            return fn(x)
+        return torch.stack([run_tiled(fn, image, size, scale, align=align) for image in x])
+    if not ensemble:
+        return run(images)
+    return self_ensemble(run, images, quarter_turns=tiles or size[0] == size[1])
+
+
+def self_ensemble(restore: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  quarter_turns: bool = True) -> torch.Tensor:
+    """The mean of `restore` over the 8 flips and quarter turns of the images, each output turned back
+    (Lim et al. 2017's geometric self-ensemble): a model's errors differ between orientations while
+    the truth does not, so the mean is closer to it, at 8x the cost. Without `quarter_turns` (a
+    non-square model without tiles, which cannot take the turned image) it uses the 4 flips."""
+    turns = (0, 1, 2, 3) if quarter_turns else (0, 2)
+    total = torch.zeros(())
+    for k in turns:
+        for flip in (False, True):
+            x = images.flip(-1) if flip else images
+            y = restore(x.rot90(k, (-2, -1))).rot90(-k, (-2, -1))
+            total = total + (y.flip(-1) if flip else y)
+    return total / (2 * len(turns))
+
+
+def check_ensemble(ensemble: bool, temperature: float) -> None:
+    if ensemble and temperature > 0:
+        raise ConfigError("the self-ensemble averages deterministic restorations; it cannot be combined with "
+                          "sampling (--sample, temperature > 0)")
 
 
 def estimate_sigma(noisy: torch.Tensor) -> torch.Tensor:
@@ -73,12 +102,15 @@ def estimate_sigma(noisy: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def denoise(model: ImageVAE, noisy: torch.Tensor, sigma: float | None = None, *, tiles: bool = False,
-            temperature: float = 0.0, generator: torch.Generator | None = None, proposals: int = 128) -> torch.Tensor:
+            temperature: float = 0.0, generator: torch.Generator | None = None, proposals: int = 128,
+            ensemble: bool = False) -> torch.Tensor:
     """Denoised images, (B, C, H, W). A `--condition noise` model is told sigma (default: the sigma it
     was trained at, or, if it trained on a range, an estimate from each image). A plain VAE encodes
-    the noisy image; with `sigma` it also weighs posterior samples by N(noisy; E[x|z], sigma^2)."""
+    the noisy image; with `sigma` it also weighs posterior samples by N(noisy; E[x|z], sigma^2).
+    `ensemble`: the mean over the 8 flips and rotations (self_ensemble)."""
     if sigma is not None and not sigma > 0:
         raise ConfigError(f"sigma must be a positive noise level (pixels in [0, 1]), got {sigma}")
+    check_ensemble(ensemble, temperature)
     cvae = conditional_for(model, "denoise")
     if cvae is not None:
         cond = cvae.condition
@@ -96,7 +128,7 @@ def denoise(model: ImageVAE, noisy: torch.Tensor, sigma: float | None = None, *,
                 mean = vae.likelihood.mean(params)
                 return -0.5 * ((tile - mean) / sigma).pow(2).flatten(2).sum(-1)
             return infer(vae, tile, log_obs, lambda estimate: estimate, proposals, generator=generator).mean()
-    return apply(model, fn, noisy, model.image_shape[1:], tiles)
+    return apply(model, fn, noisy, model.image_shape[1:], tiles, ensemble=ensemble)
 
 
 @torch.no_grad()
@@ -114,8 +146,11 @@ def repair(model: ImageVAE, degraded: torch.Tensor, *, tiles: bool = False, temp
 
 @torch.no_grad()
 def upscale(model: ImageVAE, low_res: torch.Tensor, scale: int | None = None, *, tiles: bool = False,
-            temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Super-resolution by a `--condition downscale` model: (B, C, h, w) -> (B, C, h*scale, w*scale)."""
+            temperature: float = 0.0, generator: torch.Generator | None = None, ensemble: bool = False
+            ) -> torch.Tensor:
+    """Super-resolution by a `--condition downscale` model: (B, C, h, w) -> (B, C, h*scale, w*scale).
+    `ensemble`: the mean over the 8 flips and rotations (self_ensemble)."""
+    check_ensemble(ensemble, temperature)
     cvae = conditional_for(model, "upscale")
     if cvae is None:
         raise ConfigError("upscale needs a conditional VAE trained with --condition downscale; this run is a plain "
@@ -123,7 +158,7 @@ def upscale(model: ImageVAE, low_res: torch.Tensor, scale: int | None = None, *,
     if scale is not None and scale != cvae.condition.scale:
         raise ConfigError(f"this model upscales by {cvae.condition.scale}, not {scale}")
     return apply(model, lambda tile: cvae.restore(tile, temperature, generator), low_res,
-                 cvae.condition.shape[1:], tiles, scale=cvae.condition.scale)
+                 cvae.condition.shape[1:], tiles, scale=cvae.condition.scale, ensemble=ensemble)
 
 
 @torch.no_grad()
