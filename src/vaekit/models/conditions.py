@@ -131,8 +131,8 @@ class Noise(Condition):
 class Occlusion(Condition):
     """Inpainting: y is x with random regions hidden (set to 0) plus the mask as one more channel
     (1 = hidden), so the model tells a black pixel from a missing one. `mask` names the regions
-    (blocks, strokes or pixels, as the occlusion mechanism draws them) and `fraction` their share of
-    each training image."""
+    (blocks, centre, strokes or pixels: vaekit.corruption.MASKS, as the occlusion mechanism draws
+    them) and `fraction` their share of each training image."""
 
     kind = "occlusion"
 
