@@ -19,6 +19,7 @@ import argparse
 import bz2
 import gzip
 import io
+import json
 import lzma
 import math
 import sys
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
                                    Path(tmp))
             ours = measure_vaekit(run, images, args.threads, Path(tmp), setting)
             results[setting] = {"vaekit": {**ours, "train_seconds": train_s, "config": run.config.to_dict()},
-                                "classic": classic}
+                                "classic": classic, "n_test_images": len(images), "machine": machine()}
             print(f"\n{setting} MNIST test ({len(images)} images), bits/dim from file sizes")
             print(f"  {'vaekit bits-back ANS (.vkz)':38s} {ours['bits_per_dim']:.4f}   "
                   f"(model -ELBO {ours['neg_elbo_bits_per_dim']:.4f}; encode {ours['encode_seconds']:.0f} s, "
@@ -146,8 +147,13 @@ def main(argv=None) -> int:
             for name, bpd in sorted(classic.items(), key=lambda kv: kv[1]):
                 print(f"  {name:38s} {bpd:.4f}")
             sys.stdout.flush()
-    write_result(args.out, {"machine": machine(), "n_test_images": len(test), "results": results})
+    write_result(args.out, {"results": {**earlier_results(Path(args.out)), **results}})
     return 0
+
+
+def earlier_results(path: Path) -> dict:
+    """The file's results of the settings this run did not measure (each keeps its machine and date)."""
+    return json.loads(path.read_text()).get("results", {}) if path.exists() else {}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from vaekit.cli.main import main
-from vaekit.codecs import ans, container, lossless
+from vaekit.codecs import ans, container, lossless, seeds
+from vaekit.codecs.bitsback import BitsBackCoder
 from vaekit.codecs.container import CompressedFileError
 from vaekit.config import Config
 from vaekit.data import load_dataset
@@ -74,11 +75,13 @@ def test_on_grid_rounds_tiny_differences_away():
                                                           ("bernoulli", "hvae", (1, 8, 8), 2)])
 def test_random_images_round_trip_exactly(likelihood, arch, shape, stride):
     run = tiny_run(likelihood, arch, shape, stride=stride)
-    x = random_images(37, shape, binary=likelihood == "bernoulli")
-    box = container.unpack(container.pack(lossless.compress(run, x, names(37))))
+    N = 100  # enough that the seed images leave some for bits-back
+    x = random_images(N, shape, binary=likelihood == "bernoulli")
+    box = container.unpack(container.pack(lossless.compress(run, x, names(N))))
     decoded, decoded_names = lossless.decompress(run, box)
-    assert torch.equal(decoded, x) and decoded_names == names(37)
-    assert box.meta["count"] == 37 and sum(n * times for n, times in box.meta["chunks"]) == 37
+    assert torch.equal(decoded, x) and decoded_names == names(N)
+    bits_back = sum(n * times for n, times in box.meta["chunks"])
+    assert box.meta["count"] == N and 1 <= box.meta["seed_images"] < N and bits_back == N - box.meta["seed_images"]
 
 
 def test_names_round_trip_and_numbered_ones_are_stored_as_a_pattern():
@@ -94,11 +97,67 @@ def test_trained_model_codes_real_digits_near_their_negative_elbo(trained_run, d
     x = digits_binary
     box = lossless.compress(trained_run, x, names(len(x)))
     assert torch.equal(lossless.decompress(trained_run, box)[0], x)
-    bits_per_image = 8 * len(box.payload) / len(x)
-    neg_elbo_bits = evaluate(trained_run.model, x.float() / 255, progress=False)["neg_elbo_nats"] / math.log(2)
-    initial_bits = 32 * box.meta["initial_words"] / len(x)
-    assert bits_per_image < neg_elbo_bits * 1.1 + initial_bits + 2
-    assert bits_per_image < neg_elbo_bits + trained_run.model.latent_dim * box.meta["latent_bits"] * 0.8
+    m = box.meta["seed_images"]
+    assert 1 <= m < len(x) // 2
+    seed_bits = seeds.BinaryContextSeed().bits(x[:m]).sum()
+    neg_elbo_bits = evaluate(trained_run.model, x[m:].float() / 255, progress=False)["neg_elbo_nats"] / math.log(2)
+    bits_back_per_image = (8 * len(box.payload) - seed_bits) / (len(x) - m)
+    assert bits_back_per_image < neg_elbo_bits * 1.1 + 2
+    assert bits_back_per_image < neg_elbo_bits + trained_run.model.latent_dim * box.meta["latent_bits"] * 0.8
+
+
+def test_the_seed_images_fill_the_stack_the_first_chunk_pops_from(trained_run, digits_binary):
+    """Just enough first images go to the seed codec: their bits cover the first chunk's latents."""
+    coder = BitsBackCoder(trained_run.model)
+    _, chunks, m = coder.encode(digits_binary)
+    need = 1.25 * coder.estimated_bits(digits_binary[:1]).sum() + 64
+    seed_bits = np.cumsum(seeds.BinaryContextSeed().bits(digits_binary))
+    assert seed_bits[m - 1] >= need > seed_bits[m - 2]
+    assert sum(chunks) == len(digits_binary) - m
+
+
+def test_files_from_before_the_seed_codec_still_decode():
+    """Such files started from random words and had no seed images; the decoder finds the words."""
+    run, x = tiny_run(), random_images(9, binary=True)
+    coder = BitsBackCoder(run.model)
+    stack = ans.AnsCoder(ans.initial_words(40))
+    with torch.no_grad():
+        coder.chunk_codec(9).push(stack, x)
+    meta = {k: v for k, v in lossless.compress(run, x, names(9)).meta.items() if not k.startswith("seed_")}
+    old = container.Container("bits-back", lossless.run_fingerprint(run), {**meta, "initial_words": 40,
+                              "chunks": [[9, 1]]}, ans.to_bytes(stack.get_compressed()))
+    assert torch.equal(lossless.decompress(run, container.unpack(container.pack(old)))[0], x)
+
+
+@pytest.mark.parametrize("seed, binary", [(seeds.BinaryContextSeed(), True), (seeds.LzmaSeed(), False)])
+def test_seed_codecs_pop_what_they_push(seed, binary):
+    x = random_images(6, (2, 5, 7), binary=binary)
+    coder = ans.AnsCoder(ans.initial_words(2))
+    start = coder.get_compressed()
+    seed.codec(6, (2, 5, 7)).push(coder, x)
+    assert torch.equal(seed.codec(6, (2, 5, 7)).pop(coder), x)
+    assert np.array_equal(coder.get_compressed(), start)
+
+
+def test_context_model_codes_real_digits_compactly_at_its_estimated_cost(digits_binary):
+    seed, x = seeds.BinaryContextSeed(), digits_binary
+    coder = ans.AnsCoder()
+    seed.codec(len(x), tuple(x.shape[1:])).push(coder, x)
+    estimate = seed.bits(x).sum()
+    assert abs(coder.num_bits() - estimate) < 0.01 * estimate + 64
+    ones = (x > 0).double().mean()
+    order_0_bits = -(ones * ones.log2() + (1 - ones) * (1 - ones).log2()) * x.numel()
+    assert coder.num_bits() < 0.9 * order_0_bits  # the neighbours tell it something
+    assert torch.equal(seed.codec(len(x), tuple(x.shape[1:])).pop(coder), x)
+
+
+def test_lzma_seed_takes_the_fewest_images_that_hold_the_bits():
+    seed, x = seeds.LzmaSeed(), random_images(50, (1, 8, 8))
+    for bits in (1, 3000, 20000, 10**9):
+        m = seed.count_for(x, bits)
+        assert m == 50 or 8 * len(seeds._lzma(x[:m])) >= bits
+        assert m == 1 or 8 * len(seeds._lzma(x[:m - 1])) < bits
+    assert seed.count_for(x[:0], 100) == 0
 
 
 def test_encode_with_two_threads_decode_with_one():

@@ -8,11 +8,12 @@ For one chunk of images x, the encoder does, on one ANS stack:
 
 and the decoder undoes it in reverse order (pop y, pop x, push y under q(y | x)). Each image
 costs -log p(x | y) - log p(y) + log q(y | x) bits, the negative ELBO, on average. Chunks are
-chained on one stack, so only the first image needs bits to pop from (seeded `initial_words`,
-which the decoder finds again at the bottom). The latent is discretized as the paper does:
-2**latent_bits bins of equal mass under the prior, so p(y) is uniform, and the posterior is the
-Gaussian's mass on each bin. A hierarchical model's groups are coded one after another, each
-with the bins of its conditional prior p(z_i | z_<i) (see `vaekit.codecs.chains`).
+chained on one stack, so only the first chunk needs bits to pop from: the first images, coded
+with a classic codec at the bottom of the stack (`vaekit.codecs.seeds`, as HiLLoC does). The
+latent is discretized as the paper does: 2**latent_bits bins of equal mass under the prior, so
+p(y) is uniform, and the posterior is the Gaussian's mass on each bin. A hierarchical model's
+groups are coded one after another, each with the bins of its conditional prior p(z_i | z_<i)
+(see `vaekit.codecs.chains`).
 
 The model runs in float64 and its outputs are rounded with `on_grid` before the probability
 tables are built, one thread, from the same chunk shapes on both sides: that makes the tables
@@ -29,6 +30,7 @@ import torch
 from vaekit.codecs.ans import AnsCoder, Codec, categorical, initial_words, on_grid, one_thread, uniform
 from vaekit.codecs.chains import latent_chain
 from vaekit.codecs.pixels import pixel_coding
+from vaekit.codecs.seeds import seed_coding
 from vaekit.errors import VaekitError
 from vaekit.models.vae import ImageVAE
 
@@ -96,6 +98,7 @@ class BitsBackCoder:
         self.chain = latent_chain(copy.deepcopy(model).double().eval())
         self.bins = LatentBins(latent_bits)
         self.latent_bits = latent_bits
+        self.seed = seed_coding(self.pixels.name)
 
     def _z(self, prior_mean, prior_std, y):
         with one_thread():
@@ -156,28 +159,39 @@ class BitsBackCoder:
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[np.ndarray, list[int], int]:
-        """Push every image onto one fresh stack: (its words, the chunk sizes, the initial words)."""
+        """Push every image onto one fresh stack: (its words, the chunk sizes, the seed images).
+
+        The first images go on with the seed codec until the stack holds what the first chunk's
+        latents may take (their estimated bits with a 25% margin); the rest by bits-back."""
         self.model.check_images(images.float())
         self.pixels.check(images)
-        cost = self.estimated_bits(images)
-        n_initial = math.ceil((1.25 * cost[:1].sum() + 64) / 32)
-        coder = AnsCoder(initial_words(n_initial))
+        cost = self.estimated_bits(images[:1])
+        n_seed = self.seed.count_for(images, 1.25 * cost.sum() + 64)
+        coder = AnsCoder()
+        if n_seed:
+            self.seed.codec(n_seed, tuple(images.shape[1:])).push(coder, images[:n_seed])
+        rest = images[n_seed:]
+        cost = self.estimated_bits(rest)
         chunks, start = [], 0
-        while start < len(images):
+        while start < len(rest):
             budget = SCHEDULE_SAFETY * coder.num_valid_bits()
             n = int(np.searchsorted(np.cumsum(cost[start:start + CHUNK_CAP]), budget, side="right"))
-            n = max(1, min(n, len(images) - start))
-            self.chunk_codec(n).push(coder, images[start:start + n])
+            n = max(1, min(n, len(rest) - start))
+            self.chunk_codec(n).push(coder, rest[start:start + n])
             chunks.append(n)
             start += n
-        return coder.get_compressed(), chunks, n_initial
+        return coder.get_compressed(), chunks, n_seed
 
     @torch.no_grad()
-    def decode(self, words: np.ndarray, chunks: list[int], n_initial: int) -> torch.Tensor:
-        """Pop the images back off (last chunk first); the seeded words must be all that is left."""
+    def decode(self, words: np.ndarray, chunks: list[int], n_seed: int, n_initial: int = 0) -> torch.Tensor:
+        """Pop the images back off (last chunk first, the seed images last); the stack must then be
+        empty, or hold the random words that files written before the seed codec started from."""
         coder = AnsCoder(words)
         decoded = [self.chunk_codec(n).pop(coder) for n in reversed(chunks)]
+        shape = tuple(self.model.image_shape)
+        seeded = self.seed.codec(n_seed, shape).pop(coder) if n_seed else torch.zeros(0, *shape, dtype=torch.uint8)
+        decoded.append(seeded)
         if not np.array_equal(coder.get_compressed(), initial_words(n_initial)):
             raise VaekitError("the compressed data did not decode to its starting state: the file is "
                               "corrupted, or its probability tables differ from the encoder's")
-        return torch.cat(decoded[::-1]) if decoded else torch.zeros(0, *self.model.image_shape, dtype=torch.uint8)
+        return torch.cat(decoded[::-1])

@@ -4,7 +4,7 @@
     images, names = decompress(run, container)  # exactly the same pixels, or a CompressedFileError
 
 Decoding ends with two checks, so that wrong pixels never leave this module: the stack must
-come back to its seeded starting words, and the pixels must match the sha256 stored at encoding.
+come back to its starting state (empty), and the pixels must match the sha256 stored at encoding.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 from vaekit.codecs.ans import GRID_BITS, from_bytes, to_bytes
 from vaekit.codecs.bitsback import LATENT_BITS, BitsBackCoder
 from vaekit.codecs.container import CompressedFileError, Container, check_model
+from vaekit.codecs.seeds import seed_coding
 from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.errors import DataError, VaekitError
 
@@ -42,10 +43,10 @@ def compress(run: Run, images: torch.Tensor, names: list[str], latent_bits: int 
     if not 1 <= latent_bits <= MAX_LATENT_BITS:
         raise VaekitError(f"latent_bits must lie in 1..{MAX_LATENT_BITS}, got {latent_bits}")
     coder = BitsBackCoder(run.model, latent_bits)
-    words, chunks, n_initial = coder.encode(images)
+    words, chunks, n_seed = coder.encode(images)
     meta = {"likelihood": coder.pixels.name, "count": len(images), "shape": list(images.shape[1:]),
             "latents_per_image": coder.chain.count, "latent_bits": latent_bits, "grid_bits": GRID_BITS,
-            "initial_words": n_initial, "chunks": run_lengths(chunks), "names": pack_names(names),
+            "seed_codec": coder.seed.name, "seed_images": n_seed, "chunks": run_lengths(chunks), "names": pack_names(names),
             "pixels_sha256": pixels_sha256(images), "run": str(Path(run.path).resolve())}
     return Container("bits-back", run_fingerprint(run), meta, to_bytes(words))
 
@@ -58,7 +59,8 @@ def decompress(run: Run, container: Container, source: str = "the file") -> tupl
     meta = _checked_meta(container, run, source)
     coder = BitsBackCoder(run.model, meta["latent_bits"])
     try:
-        images = coder.decode(from_bytes(container.payload), meta["chunks"], meta["initial_words"])
+        images = coder.decode(from_bytes(container.payload), meta["chunks"], meta["seed_images"],
+                              meta["initial_words"])
     except VaekitError as e:
         raise CompressedFileError(f"{source}: {e}") from None
     if pixels_sha256(images) != meta["pixels_sha256"]:
@@ -71,14 +73,17 @@ def decompress(run: Run, container: Container, source: str = "the file") -> tupl
 def _checked_meta(container: Container, run: Run, source: str) -> dict:
     """Metadata a decoder can trust its loops and paths to: a hand-made file with a valid checksum
     must not make it run forever or write outside the output folder."""
-    meta = dict(container.meta)
+    meta = {"seed_images": 0, "initial_words": 0, **container.meta}  # files from before the seed codec
     try:
         count, runs = int(meta["count"]), [(int(n), int(times)) for n, times in meta["chunks"]]
-        ok = (0 <= count <= MAX_IMAGES and all(n >= 1 and times >= 1 for n, times in runs)
-              and sum(n * times for n, times in runs) == count)
+        seeded = int(meta["seed_images"])
+        ok = (0 <= count <= MAX_IMAGES and 0 <= seeded <= count and all(n >= 1 and times >= 1 for n, times in runs)
+              and sum(n * times for n, times in runs) == count - seeded
+              and (seeded == 0 or meta.get("seed_codec") == seed_coding(meta.get("likelihood")).name))
         if ok:
             meta["chunks"] = [n for n, times in runs for _ in range(times)]
             meta["names"] = unpack_names(meta["names"], count)
+            meta["seed_images"] = seeded
             ok = (list(meta["shape"]) == list(run.model.image_shape) and meta["grid_bits"] == GRID_BITS
                   and 1 <= int(meta["latent_bits"]) <= MAX_LATENT_BITS
                   and 0 <= int(meta["initial_words"]) <= MAX_INITIAL_WORDS
