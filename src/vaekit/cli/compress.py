@@ -56,7 +56,10 @@ def cmd_compress(args) -> None:
     box = lossless.compress(run, x, names, args.latent_bits or LATENT_BITS)
     path = container.write(args.out, box)
     size = path.stat().st_size
-    print(f"{path}: {len(x)} images, {size} bytes, {8 * size / x.numel():.4f} bits/dim")
+    seeded, seed_codec = box.meta["seed_images"], box.meta["seed_codec"]
+    how = (f" (all by the {seed_codec} seed codec: too few images to start bits-back)" if seeded == len(x) else
+           f" (the first {seeded} by the {seed_codec} seed codec, the rest by bits-back)" if seeded else "")
+    print(f"{path}: {len(x)} images, {size} bytes, {8 * size / x.numel():.4f} bits/dim{how}")
 
 
 def cmd_decompress(args) -> None:
