@@ -46,8 +46,8 @@ def compress(run: Run, images: torch.Tensor, names: list[str], latent_bits: int 
     words, chunks, n_seed = coder.encode(images)
     meta = {"likelihood": coder.pixels.name, "count": len(images), "shape": list(images.shape[1:]),
             "latents_per_image": coder.chain.count, "latent_bits": latent_bits, "grid_bits": GRID_BITS,
-            "seed_codec": coder.seed.name, "seed_images": n_seed, "chunks": run_lengths(chunks), "names": pack_names(names),
-            "pixels_sha256": pixels_sha256(images), "run": str(Path(run.path).resolve())}
+            "seed_codec": coder.seed.name, "seed_images": n_seed, "chunks": run_lengths(chunks),
+            "names": pack_names(names), "pixels_sha256": pixels_sha256(images), "run": str(Path(run.path).resolve())}
     return Container("bits-back", run_fingerprint(run), meta, to_bytes(words))
 
 
