@@ -212,6 +212,19 @@ def test_damaged_payload_with_a_forged_checksum_never_gives_wrong_pixels(small_f
             lossless.decompress(run, container.unpack(forged))
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "logistic-mixture"])
+def test_damage_to_the_seed_images_at_the_bottom_of_the_stack_is_caught(likelihood):
+    run = tiny_run(likelihood)
+    x = random_images(30, binary=likelihood == "bernoulli")
+    box = lossless.compress(run, x, names(30))
+    assert box.meta["seed_images"] >= 1
+    for i in range(8):
+        damaged = bytearray(box.payload)
+        damaged[i] ^= 0x10
+        with pytest.raises(CompressedFileError):
+            lossless.decompress(run, container.Container(box.codec, box.fingerprint, box.meta, bytes(damaged)))
+
+
 def test_wrong_model_and_unknown_version_are_named(small_file):
     run, _, data = small_file
     with pytest.raises(CompressedFileError, match="another model"):
