@@ -4,8 +4,8 @@
     images, names = decompress(run, container)  # exactly the same pixels, or a CompressedFileError
 
 Decoding ends with two checks, so that wrong pixels never leave this module: the stack must
-come back to its starting state (empty, or an older file's random words), and the pixels must match the
-sha256 stored at encoding.
+come back to its starting state (empty, or an older file's random words), and the pixels must
+match the sha256 stored at encoding.
 """
 from __future__ import annotations
 
