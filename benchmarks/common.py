@@ -37,6 +37,13 @@ def machine() -> dict:
             "torch": torch.__version__, "threads": torch.get_num_threads(), "date": date.today().isoformat()}
 
 
+def earlier(path: str | Path, key: str) -> dict:
+    """What a result file already holds under `key` ({} if nothing), for scripts that measure
+    part of their table per run and keep the rest."""
+    path = Path(path)
+    return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+
+
 def write_result(path: str | Path, result: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

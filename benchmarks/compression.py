@@ -19,7 +19,6 @@ import argparse
 import bz2
 import gzip
 import io
-import json
 import lzma
 import math
 import sys
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import default_mnist_dir, machine, write_result
+from common import default_mnist_dir, earlier, machine, write_result
 
 from vaekit.api import load
 from vaekit.codecs import container, lossless
@@ -147,13 +146,9 @@ def main(argv=None) -> int:
             for name, bpd in sorted(classic.items(), key=lambda kv: kv[1]):
                 print(f"  {name:38s} {bpd:.4f}")
             sys.stdout.flush()
-    write_result(args.out, {"results": {**earlier_results(Path(args.out)), **results}})
+    # the settings this run did not measure keep their earlier results (each with its machine and date)
+    write_result(args.out, {"results": {**earlier(args.out, "results"), **results}})
     return 0
-
-
-def earlier_results(path: Path) -> dict:
-    """The file's results of the settings this run did not measure (each keeps its machine and date)."""
-    return json.loads(path.read_text()).get("results", {}) if path.exists() else {}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Needs scikit-image, scipy and bm3d (`pip install scikit-image bm3d`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import REPO, default_mnist_dir, machine, write_result
+from common import REPO, default_mnist_dir, earlier, machine, write_result
 
 import vaekit
 from vaekit.config import Config
@@ -219,13 +218,10 @@ def main(argv=None) -> int:
 def merged(path: Path, result: dict) -> dict:
     """`result` over the file's earlier one, task by task and model by model, so that a run of some
     --tasks keeps the others' numbers (each task keeps the machine and date it was measured on)."""
-    if not path.exists():
-        return result
-    old = json.loads(path.read_text())
     for task in result["tasks"].values():
         task["machine"] = result["machine"]
     for key in ("train_seconds", "configs", "tasks"):
-        result[key] = {**old.get(key, {}), **result[key]}
+        result[key] = {**earlier(path, key), **result[key]}
     return result
 
 

@@ -56,9 +56,11 @@ def cmd_compress(args) -> None:
     box = lossless.compress(run, x, names, args.latent_bits or LATENT_BITS)
     path = container.write(args.out, box)
     size = path.stat().st_size
-    seeded, seed_codec = box.meta["seed_images"], box.meta["seed_codec"]
-    how = (f" (all by the {seed_codec} seed codec: too few images to start bits-back)" if seeded == len(x) else
-           f" (the first {seeded} by the {seed_codec} seed codec, the rest by bits-back)" if seeded else "")
+    seeded, seed_codec, how = box.meta["seed_images"], box.meta["seed_codec"], ""
+    if seeded == len(x):
+        how = f" (all by the {seed_codec} seed codec: too few images to start bits-back)"
+    elif seeded:
+        how = f" (the first {seeded} by the {seed_codec} seed codec, the rest by bits-back)"
     print(f"{path}: {len(x)} images, {size} bytes, {8 * size / x.numel():.4f} bits/dim{how}")
 
 

@@ -165,13 +165,12 @@ class BitsBackCoder:
         latents may take (their estimated bits with a 25% margin); the rest by bits-back."""
         self.model.check_images(images.float())
         self.pixels.check(images)
-        cost = self.estimated_bits(images[:1])
-        n_seed = self.seed.count_for(images, 1.25 * cost.sum() + 64)
+        cost = self.estimated_bits(images)
+        n_seed = self.seed.count_for(images, 1.25 * cost[:1].sum() + 64)
         coder = AnsCoder()
         if n_seed:
             self.seed.codec(n_seed, tuple(images.shape[1:])).push(coder, images[:n_seed])
-        rest = images[n_seed:]
-        cost = self.estimated_bits(rest)
+        rest, cost = images[n_seed:], cost[n_seed:]
         chunks, start = [], 0
         while start < len(rest):
             budget = SCHEDULE_SAFETY * coder.num_valid_bits()

@@ -19,7 +19,7 @@ from vaekit.models.conditions import shape_text
 from vaekit.models.vae import ImageVAE
 from vaekit.tasks.posterior import infer, require_single_latent
 from vaekit.tasks.restore import check_input, conditional_for
-from vaekit.tasks.tiles import run_tiled
+from vaekit.tasks.tiles import run_batch
 
 
 @dataclass
@@ -62,11 +62,7 @@ def inpaint(model: ImageVAE, images: torch.Tensor, masks: torch.Tensor, samples:
     else:
         fill = posterior_fill(require_single_latent(model, "inpainting"), c, samples, proposals, rounds, generator)
     check_input(model, images, model.image_shape[1:], tiles)
-    both = torch.cat([images, masks.to(images.dtype)], dim=1)
-    if tuple(images.shape[2:]) == tuple(model.image_shape[1:]):
-        out = fill(both)
-    else:
-        out = torch.stack([run_tiled(fill, image, model.image_shape[1:]) for image in both])
+    out = run_batch(fill, torch.cat([images, masks.to(images.dtype)], dim=1), model.image_shape[1:])
     out = torch.where(masks.bool().repeat(1, out.shape[1], 1, 1), out, images.repeat(1, 1 + samples, 1, 1))
     return Inpainting(out[:, :c], out[:, c:].unflatten(1, (samples, c)).transpose(0, 1))
 

@@ -23,7 +23,7 @@ from vaekit.models.conditional import ConditionalVAE
 from vaekit.models.conditions import Jpeg, shape_text
 from vaekit.models.vae import ImageVAE
 from vaekit.tasks.posterior import infer, require_single_latent
-from vaekit.tasks.tiles import run_tiled
+from vaekit.tasks.tiles import run_batch
 
 TASK_CONDITIONS = {"denoise": "noise", "repair": "jpeg", "upscale": "downscale", "inpaint": "occlusion"}
 
@@ -62,9 +62,7 @@ def apply(model: ImageVAE, fn: Callable[[torch.Tensor], torch.Tensor], images: t
     check_input(model, images, size, tiles)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[2:]) == tuple(size):
-            return fn(x)
-        return torch.stack([run_tiled(fn, image, size, scale, align=align) for image in x])
+        return run_batch(fn, x, size, scale, align)
     if not ensemble:
         return run(images)
     return self_ensemble(run, images, quarter_turns=tiles or size[0] == size[1])
