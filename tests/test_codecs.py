@@ -151,6 +151,17 @@ def test_context_model_codes_real_digits_compactly_at_its_estimated_cost(digits_
     assert torch.equal(seed.codec(len(x), tuple(x.shape[1:])).pop(coder), x)
 
 
+def test_context_seed_takes_the_fewest_images_that_hold_the_bits():
+    x = (binarize_once(load_dataset("digits", "test").images) * 255).to(torch.uint8)  # 297 images
+    seed, n = seeds.BinaryContextSeed(), len(x)
+    cumulative = np.cumsum(seed.bits(x))
+    for bits in (1, cumulative[63], cumulative[64] - 1, cumulative[200], 10**9):
+        m = seed.count_for(x, bits)
+        assert m == n or cumulative[m - 1] >= bits
+        assert m == 1 or cumulative[m - 2] < bits
+    assert seed.count_for(x[:0], 100) == 0
+
+
 def test_lzma_seed_takes_the_fewest_images_that_hold_the_bits():
     seed, x = seeds.LzmaSeed(), random_images(50, (1, 8, 8))
     for bits in (1, 3000, 20000, 10**9):

@@ -72,6 +72,15 @@ def test_strided_trunk_works_at_lower_resolution(stride):
         cvae("downscale", "conv", (3, 16, 16), cvae_stride=3)
 
 
+def test_cell_width_sets_the_trunk_cells_inner_channels():
+    def inner(model):
+        return {cell.convs[1].out_channels for cell in model.decoder.cells}
+    assert inner(cvae("noise", "conv", (3, 8, 8), "gaussian", cvae_blocks=2)) == {2}  # a quarter of cvae_width 8
+    wide = cvae("noise", "conv", (3, 8, 8), "gaussian", cvae_blocks=2, cvae_cell_width=8)
+    assert inner(wide) == {8}
+    assert wide(torch.rand(2, 3, 8, 8), generator=G().manual_seed(0)).log_px.isfinite().all()
+
+
 @pytest.mark.parametrize("residual", ["on", "off"])
 def test_residual_switch_starts_the_decoder_at_the_degraded_image(residual):
     model = cvae("noise", "conv", (1, 8, 8), "gaussian", condition_residual=residual)

@@ -50,7 +50,14 @@ class BinaryContextSeed:
         return bits.reshape(len(images), -1).sum(1) if len(images) else np.zeros(0)
 
     def count_for(self, images: torch.Tensor, bits: float) -> int:
-        return _first_reaching(np.cumsum(self.bits(images)), bits)
+        """The fewest first images that hold `bits` (all of them if none do). An image's cost depends
+        only on the images before it, so doubling prefixes are scored, not the whole set."""
+        m = min(len(images), 64)
+        while True:
+            cumulative = np.cumsum(self.bits(images[:m]))
+            if m == len(images) or cumulative[-1] >= bits:
+                return _first_reaching(cumulative, bits)
+            m = min(len(images), 2 * m)
 
     def codec(self, n: int, shape: tuple[int, ...]) -> Codec:
         def push(coder, images):

@@ -53,14 +53,15 @@ class ConditionedConvDecoder(nn.Module):
     Local detail comes from u, global information (what the degraded image lost) from z."""
 
     def __init__(self, image_shape, cond_channels: int, widths, latent_dim: int, fc_dim: int,
-                 params_per_channel: int, width: int, blocks: int, stride: int = 1):
+                 params_per_channel: int, width: int, blocks: int, stride: int = 1,
+                 cell_width: int | None = None):
         super().__init__()
         c, h, w = image_shape
         self.z_map = ConvDecoder((width, h // stride, w // stride), widths, latent_dim, fc_dim, 1)
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(stride), nn.PixelShuffle(stride)
         self.stem = nn.Conv2d(cond_channels * stride**2, width, 3, padding=1)
         scale = 1 / math.sqrt(max(1, blocks))
-        self.cells = nn.Sequential(*[Bottleneck(width, max(1, width // 4), width, last_scale=scale)
+        self.cells = nn.Sequential(*[Bottleneck(width, cell_width or max(1, width // 4), width, last_scale=scale)
                                      for _ in range(blocks)])
         self.out = nn.Conv2d(width, params_per_channel * c * stride**2, 3, padding=1)
 
@@ -210,7 +211,8 @@ def build_conditional(cfg, image_shape, likelihood: Likelihood) -> ConditionalVA
         if s > 1:  # (a plain ConvEncoder at stride 1 keeps the parameter names of earlier checkpoints)
             encoder = nn.Sequential(nn.PixelUnshuffle(s), encoder)
         decoder = ConditionedConvDecoder(image_shape, condition.channels, widths, cfg.latent_dim, cfg.fc_dim,
-                                         likelihood.params_per_channel, cfg.cvae_width, cfg.cvae_blocks, s)
+                                         likelihood.params_per_channel, cfg.cvae_width, cfg.cvae_blocks, s,
+                                         cfg.cvae_cell_width)
     else:
         raise ConfigError(f"model.condition works with the mlp and conv architectures, not {cfg.arch}")
     if cfg.condition_residual != "auto":
