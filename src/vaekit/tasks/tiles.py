@@ -68,7 +68,6 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
     return (out / weight)[:, :h * scale, :w * scale]
 
 
-
 def run_batch(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: tuple[int, int],
               scale: int = 1, align: int = 1) -> torch.Tensor:
     """fn over a batch (B, C, h, w) at once when the images are tile-sized, else tile by tile over each."""
