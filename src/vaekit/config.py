@@ -83,7 +83,8 @@ class ModelConfig:
     cvae_blocks: int = option(4, "conv conditional VAE: residual cells in that trunk", low=0)
     cvae_cell_width: int | None = option(None, "conv conditional VAE: channels inside each cell's 3x3 "
                                          "convolutions (default: a quarter of the trunk, VDVAE's bottleneck; the "
-                                         "trunk's full width gives FFDNet-like capacity at 16x the cost)", low=1)
+                                         "trunk's full width gives FFDNet-like capacity, and 3x3 convolutions "
+                                         "that cost 16x as much)", low=1)
     cvae_stride: int = option(1, "conv conditional VAE: the trunk and encoder work at 1/stride of the image's "
                               "resolution, through pixel (un)shuffle (ESPCN, FFDNet): stride^2 fewer positions",
                               low=1)
