@@ -228,12 +228,11 @@ def main(argv=None) -> int:
         plot(curves, Path(args.out).with_suffix(".png"), f"{Path(args.images).name}: {len(images)} images")
         result["photos"] = {"curves": curves, "bd_rate_percent": bd, "config": run.config.to_dict(),
                             "run": str(run.path), "trained_seconds": sum(h["seconds"] for h in run.history)}
-        kept = earlier(args.out, "mnist") if args.skip_mnist else {}
-        if kept:  # the MNIST numbers of an earlier run, with that run's machine and date
-            result["mnist"] = {"machine": earlier(args.out, "machine"), **kept}
-        elif not args.skip_mnist:
+        if not args.skip_mnist:
             result["mnist"] = {**mnist_section(args.run_mnist, args.mnist_dir, args.mnist_limit, Path(tmp),
                                                args.threads), "machine": result["machine"]}
+        elif kept := earlier(args.out, "mnist"):  # an earlier run's numbers, which carry its machine and date
+            result["mnist"] = kept
     write_result(args.out, result)
     return 0
 
