@@ -282,6 +282,24 @@ def test_random_crops():
         random_crops(images, 17, 2, G().manual_seed(0))
 
 
+def test_random_crops_scales_and_orientations():
+    ramp = torch.arange(32, dtype=torch.uint8).repeat(3, 32, 1) * 8  # columns 0, 8, ..., 248
+    images = [ramp]
+    half = random_crops(images, 16, 4, G().manual_seed(0), scales=(0.5,))
+    assert half.shape == (4, 3, 16, 16)  # the 16x16 shrunk image itself: steps of about 16
+    assert (half[0, 0, 0, 1:].int() - half[0, 0, 0, :-1].int()).float().mean().item() == pytest.approx(16, abs=1.5)
+    both = random_crops(images, 16, 4, G().manual_seed(0), scales=(1.0, 0.5))
+    steps = [(c[0, 0, 1:].int() - c[0, 0, :-1].int()).float().mean().item() for c in both]
+    assert steps[0] == pytest.approx(8) and steps[1] == pytest.approx(16, abs=1.5)  # alternating scales
+    turned = random_crops(images, 32, 64, G().manual_seed(0), orientations=True)
+    assert len({tuple(c[0].flatten().tolist()) for c in turned}) == 4  # a ramp has 4 distinct orientations
+    assert all(sorted(c.flatten().tolist()) == sorted(ramp.flatten().tolist()) for c in turned)
+    with pytest.raises(DataError, match="at scale 0.25"):
+        random_crops(images, 16, 2, G().manual_seed(0), scales=(1.0, 0.25))
+    with pytest.raises(DataError, match="scales"):
+        random_crops(images, 16, 2, G().manual_seed(0), scales=(1.5,))
+
+
 def save_png(path, array):
     Image.fromarray(array).save(path)
     return str(path)
@@ -343,3 +361,18 @@ def test_cli_crops(tmp_path):
     crops = np.load(tmp_path / "c.npy")
     assert crops.shape == (6, 3, 16, 16) and crops.dtype == np.uint8
     assert vaekit.load_dataset(str(tmp_path / "c.npy")).images.shape == (6, 3, 16, 16)
+    assert main(["crops", str(photos), "-o", str(tmp_path / "m.npy"), "--size", "16", "--count", "4",
+                 "--scales", "1,0.8", "--orientations"]) == 0
+    assert np.load(tmp_path / "m.npy").shape == (4, 3, 16, 16)
+
+
+@pytest.mark.parametrize("scales, message", [("1,x", "--scales must be comma-separated numbers"),
+                                             ("1,0.5", "smaller than the 16x16 crops"), ("0", "(0, 1]")])
+def test_cli_crops_bad_scales(tmp_path, capsys, scales, message):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(photos / "a.png", np.zeros((20, 25, 3), np.uint8))
+    assert main(["crops", str(photos), "-o", str(tmp_path / "c.npy"), "--size", "16", "--scales", scales]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "c.npy").exists()

@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 import torch
@@ -181,3 +182,19 @@ def test_a_skip_threshold_that_skips_every_update_stops_the_run(tmp_path):
     config = tiny_config(epochs=5, batch_size=2, skip_grad_norm=1e-9)
     with pytest.raises(TrainingError, match=r"100 updates in a row .* --skip-grad-norm 1e-09"):
         fit(config, tmp_path / "run", progress=False)
+
+
+def test_report_scores_as_many_images_as_its_time_budget_allows(monkeypatch):
+    from vaekit import report
+
+    class Slow(torch.nn.Module):  # 10 ms per image per forward pass
+        def forward(self, x, generator=None):
+            time.sleep(0.01 * len(x))
+
+    images = torch.zeros(200, 1, 4, 4)
+    monkeypatch.setattr(report, "IWAE_SECONDS", 20.0)
+    assert 15 <= report.affordable_images(Slow(), images, iwae_k=100) <= 20  # 20 s / (100 x 10 ms)
+    monkeypatch.setattr(report, "IWAE_SECONDS", 1.0)
+    assert report.affordable_images(Slow(), images, iwae_k=100) == report.MIN_IWAE_IMAGES
+    assert report.affordable_images(Slow(), images[:7], iwae_k=100) == 7
+    assert report.affordable_images(Slow(), images, iwae_k=0) == 200

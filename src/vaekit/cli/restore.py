@@ -61,6 +61,10 @@ def register(sub) -> None:
     crops.add_argument("--size", type=int, default=64, help="crop side in pixels (default: 64)")
     crops.add_argument("--count", type=int, default=20000, help="number of crops (default: 20000)")
     crops.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grey) or 3 (RGB, default)")
+    crops.add_argument("--scales", default="1", help="comma-separated factors (0, 1] to shrink each photo by "
+                       "before cropping, e.g. 1,0.75,0.5: more texture per pixel (default: 1)")
+    crops.add_argument("--orientations", action="store_true", help="turn each crop into a random one of its 8 "
+                       "flips and quarter turns")
     crops.add_argument("--seed", type=int, default=0)
     crops.set_defaults(func=cmd_crops)
 
@@ -223,8 +227,13 @@ def cmd_crops(args) -> None:
 
     if args.size < 1 or args.count < 1:
         raise VaekitError("--size and --count must be positive")
+    try:
+        scales = tuple(float(v) for v in args.scales.split(","))
+    except ValueError:
+        raise VaekitError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
     images = [read_any(p, args.channels) for p in image_files(Path(args.folder))]
-    crops = random_crops(images, args.size, args.count, torch.Generator().manual_seed(args.seed))
+    crops = random_crops(images, args.size, args.count, torch.Generator().manual_seed(args.seed), scales,
+                         args.orientations)
     out = Path(args.out)
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         np.save(f, crops.numpy())

@@ -168,18 +168,41 @@ def restoration_examples(model: ConditionalVAE, x: torch.Tensor, generator: torc
     return torch.cat([shown, model.restore(y), x])
 
 
-def random_crops(images: list[torch.Tensor], size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+def random_crops(images: list[torch.Tensor], size: int, count: int, generator: torch.Generator,
+                 scales: tuple[float, ...] = (1.0,), orientations: bool = False) -> torch.Tensor:
     """`count` random size x size crops of images (C, H, W) of any sizes, about as many from each
-    image, as uint8 (count, C, size, size): training data for a `--tiled` restoration model."""
-    small = [i for i, image in enumerate(images) if min(image.shape[1:]) < size]
+    image and scale, as uint8 (count, C, size, size): training data for a `--tiled` restoration model.
+
+    `scales` also crops from each image shrunk by those factors (antialiased bicubic): a shrunk
+    photo packs more texture per pixel and has fewer JPEG blocks, as in DnCNN's multi-scale
+    patches. `orientations` turns each crop into one of its 8 flips and quarter turns at random."""
+    if not scales or any(not 0 < s <= 1 for s in scales):
+        raise DataError(f"crop scales must lie in (0, 1], got {list(scales)}")
+    versions = [resize_uint8(image, s) for s in scales for image in images]
+    small = [i for i, image in enumerate(versions) if min(image.shape[1:]) < size]
     if small:
-        raise DataError(f"image {small[0]} is {shape_text(images[small[0]].shape[1:])}, smaller than the "
-                        f"{size}x{size} crops")
-    which = torch.arange(count) % len(images)
+        i = small[0]
+        raise DataError(f"image {i % len(images)} is {shape_text(versions[i].shape[1:])} at scale "
+                        f"{scales[i // len(images)]}, smaller than the {size}x{size} crops")
+    which = torch.arange(count) % len(versions)
     crops = []
     for i in which.tolist():
-        _, h, w = images[i].shape
+        _, h, w = versions[i].shape
         top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
-        crops.append(images[i][:, top:top + size, left:left + size])
+        crop = versions[i][:, top:top + size, left:left + size]
+        if orientations:
+            k = int(torch.randint(0, 8, (1,), generator=generator))
+            crop = crop.rot90(k % 4, (-2, -1))
+            crop = crop.flip(-1) if k >= 4 else crop
+        crops.append(crop)
     return torch.stack(crops).to(torch.uint8)
+
+
+def resize_uint8(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """A uint8 (C, H, W) image shrunk by `scale` with an antialiased bicubic filter (itself at 1)."""
+    if scale == 1:
+        return image
+    h, w = (max(1, round(n * scale)) for n in image.shape[1:])
+    small = torch.nn.functional.interpolate(image[None].float(), size=(h, w), mode="bicubic", antialias=True)
+    return small[0].round().clamp(0, 255).to(torch.uint8)
