@@ -48,6 +48,10 @@ RECIPES = {
 }
 
 
+def seconds_text(seconds: list[float]) -> str:
+    return ", ".join(f"{t:.1f}" for t in seconds)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=default_mnist_dir())
@@ -73,8 +77,7 @@ def main(argv=None) -> int:
         example_seconds.append(10 * len(train) / images_per_second)
     baseline = {"train_seconds": statistics.median(example_seconds), "train_seconds_each": example_seconds,
                 "iwae_nll_nats": nll(as_vaekit_model(example), x_test, args.iwae)}
-    print(f"PyTorch example, 10 epochs: {baseline['train_seconds']:.1f} s (median of "
-          f"{', '.join(f'{t:.1f}' for t in example_seconds)}), "
+    print(f"PyTorch example, 10 epochs: {baseline['train_seconds']:.1f} s (median of {seconds_text(example_seconds)}), "
           f"IWAE NLL {baseline['iwae_nll_nats']:.2f} nats", flush=True)
 
     def train_for(config: Config, run_dir: Path, resume: bool = False):
@@ -108,8 +111,7 @@ def main(argv=None) -> int:
         ratio = baseline["train_seconds"] / reached["train_seconds"] if reached else None
         results[name] = {"reached": reached, "speedup_vs_example": ratio, "config": config.to_dict()}
         print(f"{name}: " + (f"{reached['train_seconds']:.1f} s (median of "
-                             f"{', '.join(f'{t:.1f}' for t in reached['train_seconds_each'])}; "
-                             f"{ratio:.2f}x faster than the example)"
+                             f"{seconds_text(reached['train_seconds_each'])}; {ratio:.2f}x faster than the example)"
                              if reached else f"not reached in {args.max_epochs} epochs"), flush=True)
     write_result(args.out, {"machine": machine(), "target_nats": args.target, "iwae_k": args.iwae,
                             "repeats": args.repeats, "example_10_epochs": baseline, "results": results})

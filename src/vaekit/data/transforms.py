@@ -18,18 +18,22 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     return luma.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, height, width) uint8, antialiased bicubic."""
+    out = torch.empty((len(images), images.shape[1], height, width), dtype=torch.uint8)
+    for start in range(0, len(images), CHUNK):
+        batch = F.interpolate(images[start : start + CHUNK].float(), size=(height, width), mode="bicubic",
+                              antialias=True)
+        out[start : start + CHUNK] = batch.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
 def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
     """Scale the shorter side to `size` (antialiased bicubic) and centre-crop to a square."""
-    n, c, h, w = images.shape
+    h, w = images.shape[2:]
     if (h, w) == (size, size):
         return images
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    out = torch.empty((n, c, size, size), dtype=torch.uint8)
-    for start in range(0, n, CHUNK):
-        batch = images[start : start + CHUNK].float()
-        batch = F.interpolate(batch, size=(new_h, new_w), mode="bicubic", antialias=True)
-        crop = batch[:, :, top : top + size, left : left + size]
-        out[start : start + CHUNK] = crop.round_().clamp_(0, 255).to(torch.uint8)
-    return out
+    return resize(images, new_h, new_w)[:, :, top : top + size, left : left + size].contiguous()

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from vaekit.data.transforms import resize
 from vaekit.errors import ConfigError, DataError
 from vaekit.models.conditional import ConditionalVAE
 from vaekit.models.conditions import Jpeg, shape_text
@@ -178,7 +179,7 @@ def random_crops(images: list[torch.Tensor], size: int, count: int, generator: t
     patches. `orientations` turns each crop into one of its 8 flips and quarter turns at random."""
     if not scales or any(not 0 < s <= 1 for s in scales):
         raise DataError(f"crop scales must lie in (0, 1], got {list(scales)}")
-    versions = [resize_uint8(image, s) for s in scales for image in images]
+    versions = [shrink(image, s) for s in scales for image in images]
     small = [i for i, image in enumerate(versions) if min(image.shape[1:]) < size]
     if small:
         i = small[0]
@@ -199,10 +200,8 @@ def random_crops(images: list[torch.Tensor], size: int, count: int, generator: t
     return torch.stack(crops).to(torch.uint8)
 
 
-def resize_uint8(image: torch.Tensor, scale: float) -> torch.Tensor:
-    """A uint8 (C, H, W) image shrunk by `scale` with an antialiased bicubic filter (itself at 1)."""
+def shrink(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """A uint8 (C, H, W) image shrunk by `scale` (antialiased bicubic; itself at 1)."""
     if scale == 1:
         return image
-    h, w = (max(1, round(n * scale)) for n in image.shape[1:])
-    small = torch.nn.functional.interpolate(image[None].float(), size=(h, w), mode="bicubic", antialias=True)
-    return small[0].round().clamp(0, 255).to(torch.uint8)
+    return resize(image[None], *(max(1, round(n * scale)) for n in image.shape[1:]))[0]
