@@ -8,7 +8,8 @@ against colour BM3D, all on the same inputs.
 The models are trained beforehand on random crops of the training photos; docs/restoration.md
 has the exact commands (`vaekit crops ...`, then `vaekit train ... --condition downscale --tiled`
 and `vaekit train ... --condition noise --condition-noise-sigma 0.098 --tiled`).
-A task whose model is not given keeps the numbers an earlier run wrote to --out for it.
+A task whose model is not given keeps the numbers an earlier run wrote to --out for it. Each task
+measured also writes a picture of crops beside --out (input, baseline, vaekit, ground truth).
 Super-resolution protocol: each image cropped to a multiple of 4, shrunk by Pillow's bicubic
 (antialiased, like MATLAB's imresize); bicubic upscaling is Pillow's too.
 """
