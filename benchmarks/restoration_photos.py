@@ -38,8 +38,8 @@ from vaekit.tasks.restore import denoise, upscale
 SET5 = ("baby", "bird", "butterfly", "head", "woman")
 SCALE = 4
 SIGMA_255 = 25
-ENSEMBLE = "vaekit, self-ensemble"
-PICTURE_IMAGES = ("butterfly", "barbara", "zebra")  # the crops shown in the pictures  # the mean over the 8 flips and rotations (--self-ensemble), 8x the cost
+ENSEMBLE = "vaekit, self-ensemble"  # the mean over the 8 flips and rotations (--self-ensemble), 8x the cost
+PICTURE_IMAGES = ("butterfly", "barbara", "zebra")  # the crops shown in the pictures
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -161,14 +161,11 @@ def by_set(scores: dict[str, dict[str, float]]) -> dict:
     return table
 
 
-def kept_section(path: str, task: str) -> dict | None:
+def kept_section(earlier_result: dict, task: str) -> dict | None:
     """A task's section from an earlier run of this script (one that had the task's model), with the
     machine and date it was measured on: a run given one model keeps the other task's numbers."""
-    if not Path(path).exists():
-        return None
-    old = json.loads(Path(path).read_text())
-    section = old.get(task)
-    return {"machine": old["machine"], **section} if section and section.get("run") else None
+    section = earlier_result.get(task)
+    return {"machine": earlier_result["machine"], **section} if section and section.get("run") else None
 
 
 def main(argv=None) -> int:
@@ -189,12 +186,13 @@ def main(argv=None) -> int:
     paths = sorted(Path(args.val).glob("*.png"))[:args.limit]
     images = {path.stem: read_rgb(path) for path in paths}
     result = {"machine": machine(), "images": list(images)}
+    earlier_result = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     for task, run_dir, picture, work in (
             ("x4 super-resolution, Y PSNR (dB), 4-pixel shave", args.sr_run, "restoration_photos_upscale.png",
              lambda run: super_resolution(run, images)),
             (f"colour denoising sigma={SIGMA_255}, RGB PSNR (dB)", args.denoise_run, "restoration_photos_denoise.png",
              lambda run: denoising(run, images, not args.no_bm3d, args.seed, Path(args.bm3d_cache), args.jobs))):
-        if run_dir is None and (kept := kept_section(args.out, task)):
+        if run_dir is None and (kept := kept_section(earlier_result, task)):
             result[task] = kept
             print(f"\n{task}: kept from {args.out} ({kept['run']}, measured {kept['machine']['date']})")
             continue
