@@ -139,9 +139,12 @@ def denoising(run, images: dict[str, np.ndarray], bm3d: bool, seed: int, cache: 
 
 
 def save_picture(path: Path, outputs: dict[str, dict[str, np.ndarray]], names=PICTURE_IMAGES, size: int = 128) -> None:
-    """A row per image (its central size x size crop), a column per method, ground truth last."""
+    """A row per image (its central size x size crop, smaller where an image is), a column per method,
+    ground truth last."""
+    shown = [n for n in names if n in outputs["ground truth"]]
+    size = min([size] + [min(outputs["ground truth"][n].shape[:2]) for n in shown])
     crops = []
-    for name in (n for n in names if n in outputs["ground truth"]):
+    for name in shown:
         h, w = outputs["ground truth"][name].shape[:2]
         top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
         crops += [as_tensor(out[name][top:top + size, left:left + size])[0] for out in outputs.values()]
