@@ -17,7 +17,7 @@ MNIST: the test images (the first --mnist-limit) in one .vkz file per quality le
 file size, PSNR per image.
 
 Without --run-photos / --run-mnist the script trains the codecs itself with PHOTO_CONFIG and
-MNIST_CONFIG (the photo one on random 128x128 crops of --train-folder).
+MNIST_CONFIG (the photo one on random 128x128 crops of --train-folder, shrunk by PHOTO_SCALES).
 """
 from __future__ import annotations
 
@@ -45,11 +45,12 @@ from vaekit.metrics import psnr_db
 REPO = Path(__file__).resolve().parents[1]
 NATURAL = REPO.parent / "shared" / "data" / "natural"
 # the documented photo run: 13,300 steps of 8 crops of 128x128 (7 epochs of 15,200 crops)
-PHOTO_CONFIG = {"model": {"arch": "hyperprior", "codec_channels": 64, "codec_latent": 96,
+PHOTO_CONFIG = {"model": {"arch": "hyperprior", "codec_channels": 64, "codec_latent": 96, "codec_shortcut": "dct",
                           "lmbda": (0.0025, 0.005, 0.01, 0.02, 0.04)},
-                "train": {"epochs": 7, "batch_size": 8, "lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 200,
+                "train": {"epochs": 8, "batch_size": 8, "lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 200,
                           "grad_clip": 1.0, "ema_decay": 0.999}}
-PHOTO_CROPS = 15200  # 128x128 training crops; with PHOTO_CONFIG about 95 minutes of one core
+PHOTO_CROPS = 15200  # 128x128 training crops; with PHOTO_CONFIG about 80 minutes of 2 threads
+PHOTO_SCALES = (0.6, 0.5, 0.4)  # the training photos are quality-75 JPEGs: shrunk, they lose the artifacts
 MNIST_CONFIG = {"data": {"val_fraction": 0.02, "limit": 20000},
                 "model": {"arch": "factorized", "codec_channels": 32, "codec_latent": 32,
                           "lmbda": (0.002, 0.008, 0.032, 0.128)},
@@ -163,7 +164,7 @@ def train_photo_codec(folder: Path, workdir: Path, threads: int):
     from vaekit.cli.restore import image_files, read_any
 
     crops = random_crops([read_any(p, 3) for p in image_files(folder)], 128, PHOTO_CROPS + 32,
-                         torch.Generator().manual_seed(0))
+                         torch.Generator().manual_seed(0), scales=PHOTO_SCALES, orientations=True)
     config = Config.from_dict(PHOTO_CONFIG).replace({"threads": threads})
     fit(config, workdir / "photos", data=TrainData(crops[32:], crops[:32], binarize=False), progress=False)
     return load(workdir / "photos")

@@ -19,13 +19,14 @@ from vaekit.engine.checkpoint import Run
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.losses import rate_distortion_loss
 from vaekit.models.entropy import SCALE_TABLE, FactorizedDensity, scale_index
+from vaekit.models.transform import lowest_dct_bases
 from vaekit.registry import build_model
 from conftest import error_of
 
 
-def tiny_codec(kind="hyperprior", channels=3, seed=0, lmbda="0.005,0.05") -> Run:
+def tiny_codec(kind="hyperprior", channels=3, seed=0, lmbda="0.005,0.05", shortcut="none", latent=12) -> Run:
     config = Config().replace({"model": kind, "image_shape": (channels, 64, 64), "codec_channels": 8,
-                               "codec_latent": 12, "lmbda": lmbda})
+                               "codec_latent": latent, "lmbda": lmbda, "codec_shortcut": shortcut})
     torch.manual_seed(seed)
     return Run(Path("."), config, build_model(config.model).eval(), [])
 
@@ -58,9 +59,9 @@ def trained_codec():
     return Run(Path("."), run.config, model.eval(), [])
 
 
-@pytest.mark.parametrize("kind", ["hyperprior", "factorized"])
-def test_decoded_images_equal_the_codecs_own_reconstruction(kind):
-    run = tiny_codec(kind)
+@pytest.mark.parametrize("kind, shortcut", [("hyperprior", "none"), ("factorized", "none"), ("hyperprior", "dct")])
+def test_decoded_images_equal_the_codecs_own_reconstruction(kind, shortcut):
+    run = tiny_codec(kind, shortcut=shortcut)
     images = [smooth_images(1, (37, 51))[0], smooth_images(1, (70, 20), seed=1)[0]]
     box = container.unpack(container.pack(lossy.compress(run, images, ["a.png", "b.png"], quality=1)))
     decoded, decoded_names = lossy.decompress(run, box)
@@ -95,9 +96,32 @@ def test_file_rate_is_close_to_the_models_estimate(trained_codec):
     assert low < high  # quality levels differ in rate
 
 
-def test_tiles_give_the_whole_image_result_without_seams():
+def test_dct_shortcut_starts_as_the_dct():
+    """With as many latents as pixels in a 16x16 block, the shortcut is a complete orthonormal
+    transform and the untrained codec (nonlinear branches at zero) inverts it exactly; with fewer,
+    it keeps the lowest frequencies of luma first, so a constant image comes back exactly and a
+    smooth one (colours moving together, as in photos) far closer than by its 16x16 block means."""
+    bases = lowest_dct_bases(3, 96).flatten(1)
+    torch.testing.assert_close(bases @ bases.T, torch.eye(96), atol=1e-5, rtol=0)
+    q = torch.tensor([0])
+    complete = tiny_codec(channels=1, shortcut="dct", latent=256).model
+    x = torch.rand(1, 1, 64, 48, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(complete.synthesis(complete.analysis(x, q), q), x, atol=1e-5, rtol=0)
+    model = tiny_codec(shortcut="dct").model
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    torch.testing.assert_close(model.synthesis(model.analysis(flat, q), q), flat, atol=1e-5, rtol=0)
+    grey = F.interpolate(torch.rand(1, 1, 3, 3, generator=torch.Generator().manual_seed(0)), size=(64, 64),
+                         mode="bilinear", align_corners=False)
+    smooth = grey * torch.tensor([0.9, 0.8, 0.6])[:, None, None] + 0.05
+    block_means = F.avg_pool2d(smooth, 16).repeat_interleave(16, 2).repeat_interleave(16, 3)
+    error = (model.synthesis(model.analysis(smooth, q), q) - smooth).abs().mean()
+    assert error < 0.25 * (smooth - block_means).abs().mean()
+
+
+@pytest.mark.parametrize("shortcut", ["none", "dct"])
+def test_tiles_give_the_whole_image_result_without_seams(shortcut):
     """The tile margin exceeds the transforms' receptive fields, so tiling changes nothing."""
-    model = tiny_codec().model
+    model = tiny_codec(shortcut=shortcut).model
     q = torch.tensor([1])
     x = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(0))
     whole = model.analysis(x, q)

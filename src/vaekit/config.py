@@ -97,6 +97,9 @@ class ModelConfig:
     codec_channels: int = option(64, "codec: channels N of the analysis/synthesis transforms and the hyperprior",
                                  low=1)
     codec_latent: int = option(96, "codec: channels M of the quantized latent y", low=1)
+    codec_shortcut: str = option("none", "codec: dct adds a learned linear block transform beside the analysis "
+                                 "and synthesis transforms, starting as the 16x16 DCT (JPEG's transform), so "
+                                 "short runs code well from the first steps", choices=("none", "dct"))
     vaegan_base: str = option("conv", "vaegan: the encoder/decoder architecture the discriminator is added to",
                               choices=("conv", "mlp"))
     disc_arch: str = option("conv", "vaegan: discriminator architecture (mlp: much cheaper for small images on "

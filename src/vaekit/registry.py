@@ -54,7 +54,7 @@ def _codec(cfg: ModelConfig, shape, likelihood: Likelihood) -> TransformCodec:
     """A lossy transform codec (the likelihood is unused: its distortion is the MSE of the loss)."""
     if not cfg.lmbda or min(cfg.lmbda) <= 0:
         raise ConfigError(f"model.lmbda must be positive numbers, one per quality level, got {cfg.lmbda}")
-    return TransformCodec(shape, cfg.arch, cfg.codec_channels, cfg.codec_latent, cfg.lmbda)
+    return TransformCodec(shape, cfg.arch, cfg.codec_channels, cfg.codec_latent, cfg.lmbda, cfg.codec_shortcut)
 
 
 ARCHITECTURES: dict[str, Callable[..., ImageVAE]] = {"mlp": _mlp, "conv": _conv, "hvae": _hvae, "vaegan": _vaegan,

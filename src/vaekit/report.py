@@ -136,7 +136,8 @@ CAPTIONS = {
 
 def describe(cfg) -> str:
     if cfg.arch in ("factorized", "hyperprior"):
-        return (f"{cfg.arch} transform codec (N={cfg.codec_channels}, M={cfg.codec_latent}), "
+        shortcut = ", DCT shortcut" if cfg.codec_shortcut == "dct" else ""
+        return (f"{cfg.arch} transform codec (N={cfg.codec_channels}, M={cfg.codec_latent}{shortcut}), "
                 f"{len(cfg.lmbda)} quality levels, lambda {', '.join(f'{v:g}' for v in cfg.lmbda)}")
     return f"{cfg.arch} VAE, {cfg.latent_dim} latent dims, {cfg.likelihood} likelihood"
 

@@ -11,7 +11,8 @@ ICLR 2018; with the predicted mean of Minnen, Ballé & Toderici, NeurIPS 2018 (m
     y^ / gain[q] (learned inverse gain) -g_s-(+ 1/2)-> x^ (B, C, H, W)
 
 g_a and g_s are four 5x5 stride-2 (transposed) convolutions with GDN / inverse GDN between them;
-h_a and h_s are 3x3 + two 5x5 stride-2 (transposed) convolutions with leaky ReLUs.
+h_a and h_s are 3x3 + two 5x5 stride-2 (transposed) convolutions with leaky ReLUs. With
+`shortcut="dct"` a learned linear block transform runs beside each (see dct_shortcuts).
 
 Several quality levels share one network: the gain vectors of Cui et al., "Asymmetric gained deep
 image compression with continuous rate adaptation", CVPR 2021. Quality q scales the latent
@@ -25,6 +26,7 @@ rounded latents through a straight-through gradient ("mixed quantization", Minne
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +38,9 @@ from vaekit.models.entropy import SCALE_MAX, SCALE_MIN, FactorizedDensity, gauss
 FACTORIZED_SUPPORT = 255  # factorized-coded symbols are clamped to -255..255
 GAUSSIAN_SUPPORT = 1023  # Gaussian-coded symbols to -1023..1023 (both far beyond what a trained model emits)
 KINDS = ("factorized", "hyperprior")
+SHORTCUTS = ("none", "dct")
+BLOCK = 16  # g_a's total stride: one latent position per 16x16 block of pixels
+SHORTCUT_SCALE = 20.0  # the shortcut's y is the DCT times this: a quantization step of 1/20 at the top quality
 INIT_LATENT_SCALE = 100.0  # the analysis' last layer starts this much larger than PyTorch's default
 
 
@@ -76,27 +81,95 @@ def _up(c_in: int, c_out: int, k: int = 5) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(c_in, c_out, k, stride=2, padding=k // 2, output_padding=1)
 
 
+def dct_matrix(n: int) -> torch.Tensor:
+    """The orthonormal DCT-II, (n, n): row k is the k-th cosine basis vector."""
+    k, i = torch.arange(n)[:, None].double(), torch.arange(n)[None, :].double()
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    d[0] /= math.sqrt(2)
+    return d.float()
+
+
+def lowest_dct_bases(channels: int, count: int, block: int = BLOCK) -> torch.Tensor:
+    """(count, channels, block, block): orthonormal 2-D DCT bases of a decorrelated colour space (luma,
+    then two opponent colours), lowest frequencies first, luma before chroma (as JPEG spends its bits);
+    zero where count exceeds channels * block^2."""
+    colours = torch.tensor([[1.0, 1, 1], [1, 0, -1], [1, -2, 1]])
+    colours = colours / colours.norm(dim=1, keepdim=True) if channels == 3 else torch.eye(channels)
+    d = dct_matrix(block)
+    order = sorted(((u + v + 1) * (1 if c == 0 else 3), c, u, v)
+                   for c in range(channels) for u in range(block) for v in range(block))
+    bases = torch.zeros(count, channels, block, block)
+    for row, (_, c, u, v) in enumerate(order[:count]):
+        bases[row] = colours[c][:, None, None] * torch.outer(d[u], d[v])
+    return bases
+
+
+class BlockTransform(nn.Module):
+    """A learned linear map of each 16x16 block of pixels (C * 256 values) to `latent` values, or back
+    (`inverse`): a stride-16 convolution (transposed), computed as one matrix product, which is
+    several times faster on a CPU. weight: (latent, C * 256), a block's values in (c, row, col) order."""
+
+    def __init__(self, weight: torch.Tensor, channels: int, inverse: bool = False):
+        super().__init__()
+        self.weight, self.channels, self.inverse = nn.Parameter(weight), channels, inverse
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        if self.inverse:  # (B, latent, h, w) -> (B, C, 16h, 16w)
+            b, _, h, w = v.shape
+            blocks = v.permute(0, 2, 3, 1) @ self.weight
+            return blocks.reshape(b, h, w, self.channels, BLOCK, BLOCK).permute(0, 3, 1, 4, 2, 5).reshape(
+                b, self.channels, h * BLOCK, w * BLOCK)
+        b, c, height, width = v.shape
+        h, w = height // BLOCK, width // BLOCK
+        blocks = v.reshape(b, c, h, BLOCK, w, BLOCK).permute(0, 2, 4, 1, 3, 5).reshape(b, h, w, c * BLOCK * BLOCK)
+        return (blocks @ self.weight.t()).permute(0, 3, 1, 2).contiguous()
+
+
+def dct_shortcuts(channels: int, latent: int) -> tuple[BlockTransform, BlockTransform]:
+    """A linear shortcut beside g_a and its mirror beside g_s: a learned block transform, one latent
+    vector per 16x16 block, that starts as the `latent` lowest-frequency DCT coefficients (scaled by
+    SHORTCUT_SCALE) and its inverse.
+
+    Why: before a codec can save bits it must compact the image's energy into few latents, and the
+    nonlinear transforms learn that slowly (Li et al., "On disentangled training for nonlinear
+    transform in learned image compression", ICLR 2025, add a linear wavelet transform beside them
+    and train twice as fast). A DCT does it from the first step, as in JPEG; the nonlinear
+    transforms then learn only what it misses."""
+    bases = lowest_dct_bases(channels, latent).flatten(1)
+    return (BlockTransform(bases * SHORTCUT_SCALE, channels),
+            BlockTransform(bases / SHORTCUT_SCALE, channels, inverse=True))
+
+
 def _ste_round(v: torch.Tensor) -> torch.Tensor:
     return v + (torch.round(v) - v).detach()
 
 
 class TransformCodec(nn.Module):
     """kind: 'factorized' or 'hyperprior'; channels N (transforms), latent M (y channels);
-    lambdas: one rate-distortion trade-off per quality level, lowest rate first."""
+    lambdas: one rate-distortion trade-off per quality level, lowest rate first; shortcut: 'none'
+    or 'dct' (a linear block transform beside g_a and g_s, see dct_shortcuts)."""
 
     def __init__(self, image_shape: tuple[int, int, int], kind: str, channels: int, latent: int,
-                 lambdas: tuple[float, ...]):
+                 lambdas: tuple[float, ...], shortcut: str = "none"):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}")
         self.image_shape, self.kind, self.lambdas = tuple(image_shape), kind, tuple(float(v) for v in lambdas)
         c, n, m = image_shape[0], channels, latent
         self.g_a = nn.Sequential(_down(c, n), GDN(n), _down(n, n), GDN(n), _down(n, n), GDN(n), _down(n, m))
         self.g_s = nn.Sequential(_up(m, n), GDN(n, True), _up(n, n), GDN(n, True), _up(n, n), GDN(n, True),
                                  _up(n, c))
-        with torch.no_grad():  # y starts with a std of ~4, not ~0.04: rounding passes information from step one
-            self.g_a[-1].weight.mul_(INIT_LATENT_SCALE)
-            self.g_a[-1].bias.mul_(INIT_LATENT_SCALE)
+        self.shortcuts = nn.ModuleList(dct_shortcuts(c, m) if shortcut == "dct" else [])  # [beside g_a, beside g_s]
+        with torch.no_grad():
+            if self.shortcuts:  # the transforms start as the DCT; the nonlinear branches start at zero
+                for layer in (self.g_a[-1], self.g_s[-1]):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+            else:  # y starts with a std of ~4, not ~0.04: rounding passes information from step one
+                self.g_a[-1].weight.mul_(INIT_LATENT_SCALE)
+                self.g_a[-1].bias.mul_(INIT_LATENT_SCALE)
         ratio = torch.tensor([v / max(self.lambdas) for v in self.lambdas]).sqrt().log()  # step ~ 1/sqrt(lambda)
         self.log_gain = nn.Parameter(ratio[:, None].repeat(1, m))  # (Q, M)
         self.log_inverse_gain = nn.Parameter(-ratio[:, None].repeat(1, m))
@@ -120,11 +193,14 @@ class TransformCodec(nn.Module):
     # the three stages the codec (vaekit.codecs.lossy) runs separately: analysis, hyper, synthesis
     def analysis(self, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in [0, 1], sides multiples of 16 -> y' = g_a(x - 1/2) * gain (B, M, H/16, W/16)."""
-        return self.g_a(x - 0.5) * self.log_gain[quality].exp()[:, :, None, None]
+        x = x - 0.5
+        y = self.g_a(x) + self.shortcuts[0](x) if self.shortcuts else self.g_a(x)
+        return y * self.log_gain[quality].exp()[:, :, None, None]
 
     def synthesis(self, y_hat: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """y^ (B, M, h, w) -> x^ (B, C, 16h, 16w), around [0, 1] (not clamped)."""
-        return self.g_s(y_hat * self.log_inverse_gain[quality].exp()[:, :, None, None]) + 0.5
+        y = y_hat * self.log_inverse_gain[quality].exp()[:, :, None, None]
+        return (self.g_s(y) + self.shortcuts[1](y) if self.shortcuts else self.g_s(y)) + 0.5
 
     def hyper_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z^ (B, N, h, w) -> mean and scale of y' (B, M, 4h, 4w); scale in [SCALE_MIN, SCALE_MAX]."""
