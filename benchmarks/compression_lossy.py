@@ -49,7 +49,7 @@ PHOTO_CONFIG = {"model": {"arch": "hyperprior", "codec_channels": 64, "codec_lat
                           "lmbda": (0.0025, 0.005, 0.01, 0.02, 0.04)},
                 "train": {"epochs": 8, "batch_size": 8, "lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 200,
                           "grad_clip": 1.0, "ema_decay": 0.999}}
-PHOTO_CROPS = 15200  # 128x128 training crops; with PHOTO_CONFIG about 80 minutes of 2 threads
+PHOTO_CROPS = 15200  # 128x128 training crops; with PHOTO_CONFIG about 75 minutes of 2 threads
 PHOTO_SCALES = (0.6, 0.5, 0.4)  # the training photos are quality-75 JPEGs: shrunk, they lose the artifacts
 MNIST_CONFIG = {"data": {"val_fraction": 0.02, "limit": 20000},
                 "model": {"arch": "factorized", "codec_channels": 32, "codec_latent": 32,
