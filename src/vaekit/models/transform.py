@@ -12,7 +12,7 @@ ICLR 2018; with the predicted mean of Minnen, Ballé & Toderici, NeurIPS 2018 (m
 
 g_a and g_s are four 5x5 stride-2 (transposed) convolutions with GDN / inverse GDN between them;
 h_a and h_s are 3x3 + two 5x5 stride-2 (transposed) convolutions with leaky ReLUs. With
-`shortcut="dct"` a learned linear block transform runs beside each (see dct_shortcuts).
+`shortcut="dct"` a learned linear block transform runs beside g_a and g_s (see dct_shortcuts).
 
 Several quality levels share one network: the gain vectors of Cui et al., "Asymmetric gained deep
 image compression with continuous rate adaptation", CVPR 2021. Quality q scales the latent
@@ -106,8 +106,8 @@ def lowest_dct_bases(channels: int, count: int, block: int = BLOCK) -> torch.Ten
 
 class BlockTransform(nn.Module):
     """A learned linear map of each 16x16 block of pixels (C * 256 values) to `latent` values, or back
-    (`inverse`): a stride-16 convolution (transposed), computed as one matrix product, which is
-    several times faster on a CPU. weight: (latent, C * 256), a block's values in (c, row, col) order."""
+    (`inverse`): a stride-16 convolution (transposed), computed as one matrix product, which was
+    about 5x faster here than the convolution layers. weight: (latent, C * 256), a block's values in (c, row, col) order."""
 
     def __init__(self, weight: torch.Tensor, channels: int, inverse: bool = False):
         super().__init__()
