@@ -89,16 +89,16 @@ def dct_matrix(n: int) -> torch.Tensor:
     return d.float()
 
 
-def lowest_dct_bases(channels: int, count: int, block: int = BLOCK) -> torch.Tensor:
-    """(count, channels, block, block): orthonormal 2-D DCT bases of a decorrelated colour space (luma,
+def lowest_dct_bases(channels: int, count: int) -> torch.Tensor:
+    """(count, channels, BLOCK, BLOCK): orthonormal 2-D DCT bases of a decorrelated colour space (luma,
     then two opponent colours), lowest frequencies first, luma before chroma (as JPEG spends its bits);
-    zero where count exceeds channels * block^2."""
+    zero where count exceeds channels * BLOCK^2."""
     colours = torch.tensor([[1.0, 1, 1], [1, 0, -1], [1, -2, 1]])
     colours = colours / colours.norm(dim=1, keepdim=True) if channels == 3 else torch.eye(channels)
-    d = dct_matrix(block)
+    d = dct_matrix(BLOCK)
     order = sorted(((u + v + 1) * (1 if c == 0 else 3), c, u, v)
-                   for c in range(channels) for u in range(block) for v in range(block))
-    bases = torch.zeros(count, channels, block, block)
+                   for c in range(channels) for u in range(BLOCK) for v in range(BLOCK))
+    bases = torch.zeros(count, channels, BLOCK, BLOCK)
     for row, (_, c, u, v) in enumerate(order[:count]):
         bases[row] = colours[c][:, None, None] * torch.outer(d[u], d[v])
     return bases
@@ -107,7 +107,8 @@ def lowest_dct_bases(channels: int, count: int, block: int = BLOCK) -> torch.Ten
 class BlockTransform(nn.Module):
     """A learned linear map of each 16x16 block of pixels (C * 256 values) to `latent` values, or back
     (`inverse`): a stride-16 convolution (transposed), computed as one matrix product, which was
-    about 5x faster here than the convolution layers. weight: (latent, C * 256), a block's values in (c, row, col) order."""
+    about 5x faster here than the convolution layers. weight: (latent, C * 256), a block's values
+    in (c, row, col) order."""
 
     def __init__(self, weight: torch.Tensor, channels: int, inverse: bool = False):
         super().__init__()
