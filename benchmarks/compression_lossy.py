@@ -1,7 +1,7 @@
 """Lossy compression: vaekit's learned transform codec against JPEG and WebP, and on MNIST.
 
     python benchmarks/compression.py lossy IMAGE_FOLDER [--run-photos RUN] [--run-mnist RUN]
-        [--train-folder FOLDER] [--mnist-dir DIR] [--mnist-limit N]
+        [--train-folder FOLDER] [--mnist-dir DIR] [--mnist-limit N] [--refine STEPS]
 
 Photos: every image of IMAGE_FOLDER (Set5 + Set14 in ../shared/data/natural/val; grey ones are
 converted to RGB for every codec) is coded at each quality level of the codec, one .vkz file per
@@ -11,7 +11,10 @@ method 6) are measured at a sweep of qualities in the same run. Curves are per-i
 and PSNR at each setting; the Bjøntegaard-delta rate (BD-rate) of vaekit against each codec is the
 mean log-rate difference over the PSNR range both curves cover (piecewise-cubic interpolation,
 as in the current VCEG/JVET tools). The codec's own estimated rate (its entropy model, no file) is
-printed beside the file's.
+printed beside the file's. With --refine STEPS every photo is coded a second time with that many
+steps of encoder-side latent refinement (vaekit.codecs.refine; same decoder): a second vaekit curve
+with its own BD-rates, and both curves' encoding times in the JSON. For scale it also prints what the
+DCT shortcut alone could reach: the PSNR of the M lowest-frequency DCT coefficients per block.
 
 MNIST: the test images (the first --mnist-limit) in one .vkz file per quality level: bpp from the
 file size, PSNR per image.
@@ -41,22 +44,24 @@ from vaekit.config import Config
 from vaekit.data import load_dataset
 from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import psnr_db
+from vaekit.models.transform import BLOCK, lowest_dct_bases
 
 REPO = Path(__file__).resolve().parents[1]
 NATURAL = REPO.parent / "shared" / "data" / "natural"
-# the documented photo run (docs/compression.md, through the CLI) trained 14,440 steps of 8 crops of 128x128;
-# this config trains 15,200 (8 epochs of PHOTO_CROPS)
-PHOTO_CONFIG = {"model": {"arch": "hyperprior", "codec_channels": 64, "codec_latent": 96, "codec_shortcut": "dct",
+# the documented photo run (docs/compression.md, through the CLI) trained 12,635 steps of 8 crops of 128x128;
+# this config trains 13,300 (7 epochs of PHOTO_CROPS)
+PHOTO_CONFIG = {"model": {"arch": "hyperprior", "codec_channels": 64, "codec_latent": 192, "codec_shortcut": "dct",
                           "lmbda": (0.0025, 0.005, 0.01, 0.02, 0.04)},
-                "train": {"epochs": 8, "batch_size": 8, "lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 200,
+                "train": {"epochs": 7, "batch_size": 8, "lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 200,
                           "grad_clip": 1.0, "ema_decay": 0.999}}
-PHOTO_CROPS = 15200  # 128x128 training crops; with PHOTO_CONFIG about 75 minutes of 2 threads (the CLI run's pace)
+PHOTO_CROPS = 15200  # 128x128 training crops; with PHOTO_CONFIG about 95 minutes of 2 threads (the CLI run's pace)
 PHOTO_SCALES = (0.6, 0.5, 0.4)  # the training photos are quality-75 JPEGs: shrunk, they lose the artifacts
 MNIST_CONFIG = {"data": {"val_fraction": 0.02, "limit": 20000},
                 "model": {"arch": "factorized", "codec_channels": 32, "codec_latent": 32,
                           "lmbda": (0.002, 0.008, 0.032, 0.128)},
                 "train": {"epochs": 3, "batch_size": 32, "lr": 2e-3, "lr_schedule": "cosine", "warmup_steps": 50,
                           "grad_clip": 1.0, "ema_decay": 0.999}}
+DCT_CEILING_LATENTS = (96, 128, 192, 256)  # latent sizes M whose DCT-only PSNR the benchmark prints
 JPEG_QUALITIES = (5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -90,8 +95,10 @@ def classic_curve(images: list[torch.Tensor], fmt: str, qualities) -> list[dict]
     return curve
 
 
-def vaekit_curve(run, images: list[torch.Tensor], names: list[str], workdir: Path, threads: int) -> list[dict]:
-    """Per quality level: a .vkz file per image (encoded with `threads`, decoded with one thread)."""
+def vaekit_curve(run, images: list[torch.Tensor], names: list[str], workdir: Path, threads: int,
+                 refine_steps: int = 0) -> list[dict]:
+    """Per quality level: a .vkz file per image (encoded with `threads` and `refine_steps` of latent
+    refinement, decoded with one thread)."""
     curve = []
     model = run.model
     for q in range(model.qualities):
@@ -100,7 +107,7 @@ def vaekit_curve(run, images: list[torch.Tensor], names: list[str], workdir: Pat
             path = workdir / f"q{q + 1}-{name}.vkz"
             torch.set_num_threads(threads)
             started = time.perf_counter()
-            container.write(path, lossy.compress(run, [image], [name], quality=q + 1))
+            container.write(path, lossy.compress(run, [image], [name], quality=q + 1, refine_steps=refine_steps))
             enc_s += time.perf_counter() - started
             torch.set_num_threads(1)
             started = time.perf_counter()
@@ -108,15 +115,30 @@ def vaekit_curve(run, images: list[torch.Tensor], names: list[str], workdir: Pat
             dec_s += time.perf_counter() - started
             pixels = image.shape[1] * image.shape[2]
             bpp.append(8 * path.stat().st_size / pixels)
-            est.append(lossy.estimate(model, image.float()[None] / 255, q)["bpp"])
+            if not refine_steps:  # the entropy model's estimate is of the unrefined latents
+                est.append(lossy.estimate(model, image.float()[None] / 255, q)["bpp"])
             psnr.append(psnr_rgb(decoded[0], image))
         curve.append({"setting": q + 1, "lmbda": model.lambdas[q], "bpp": float(np.mean(bpp)),
-                      "estimated_bpp": float(np.mean(est)), "psnr_db": float(np.mean(psnr)),
+                      "estimated_bpp": float(np.mean(est)) if est else None, "psnr_db": float(np.mean(psnr)),
                       "encode_seconds": enc_s, "decode_seconds": dec_s})
-        print(f"  vaekit quality {q + 1}: {curve[-1]['bpp']:.4f} bpp (file; model estimate "
-              f"{curve[-1]['estimated_bpp']:.4f}), {curve[-1]['psnr_db']:.2f} dB", flush=True)
+        estimate = f"; model estimate {curve[-1]['estimated_bpp']:.4f}" if est else ""
+        print(f"  vaekit quality {q + 1}: {curve[-1]['bpp']:.4f} bpp (file{estimate}), {curve[-1]['psnr_db']:.2f} dB, "
+              f"encoding {enc_s:.1f} s", flush=True)
     torch.set_num_threads(threads)
     return curve
+
+
+def dct_ceiling_db(images: list[torch.Tensor], latent: int) -> float:
+    """Mean PSNR (dB) of the images' whole 16x16 blocks kept to their `latent` lowest-frequency DCT
+    coefficients (lowest_dct_bases, unquantized): the most the DCT shortcut alone could give."""
+    bases = lowest_dct_bases(3, latent).flatten(1)
+    psnr = []
+    for image in images:
+        c, h, w = image.shape[0], image.shape[1] // BLOCK * BLOCK, image.shape[2] // BLOCK * BLOCK
+        x = image[:, :h, :w].float() / 255 - 0.5
+        blocks = x.reshape(c, h // BLOCK, BLOCK, w // BLOCK, BLOCK).permute(1, 3, 0, 2, 4).reshape(-1, c * BLOCK**2)
+        psnr.append(10 * math.log10(1 / ((blocks @ bases.t() @ bases - blocks) ** 2).mean().item()))
+    return float(np.mean(psnr))
 
 
 def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
@@ -206,6 +228,8 @@ def main(argv=None) -> int:
     p.add_argument("--mnist-dir", default=default_mnist_dir(), help="folder with the MNIST IDX files")
     p.add_argument("--mnist-limit", type=int, default=2000, help="MNIST test images to code (default 2000)")
     p.add_argument("--skip-mnist", action="store_true", help="keep the MNIST section of --out as it is")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="also code every photo with this many steps of latent refinement (a second vaekit curve)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results/compression_lossy.json")
     args = p.parse_args(argv)
@@ -216,20 +240,32 @@ def main(argv=None) -> int:
         run = load(args.run_photos) if args.run_photos else train_photo_codec(Path(args.train_folder), Path(tmp),
                                                                               args.threads)
         print(f"{args.images}: {len(images)} images; bpp from file sizes, PSNR RGB; means over images")
-        curves = {"vaekit (hyperprior)" if run.model.kind == "hyperprior" else "vaekit (factorized)":
-                  vaekit_curve(run, images, names, Path(tmp), args.threads),
-                  "JPEG (Pillow)": classic_curve(images, "JPEG", JPEG_QUALITIES),
-                  "WebP (Pillow)": classic_curve(images, "WEBP", WEBP_QUALITIES)}
-        ours = next(iter(curves.values()))
-        bd = {name: bd_rate(curve, ours) for name, curve in curves.items() if curve is not ours}
-        for name, curve in curves.items():
-            print(f"  {name:22s} " + "  ".join(f"{c['bpp']:.3f}/{c['psnr_db']:.2f}" for c in curve))
-        for name, value in bd.items():
-            print(f"  BD-rate of vaekit against {name}: " + ("n/a (no PSNR overlap)" if value is None
-                                                             else f"{value:+.1f}%"))
+        name = "vaekit (hyperprior)" if run.model.kind == "hyperprior" else "vaekit (factorized)"
+        ours = {name: vaekit_curve(run, images, names, Path(tmp), args.threads)}
+        if args.refine:
+            print(f"  with {args.refine} steps of latent refinement per image:")
+            refined = f"{name}, refined {args.refine} steps"
+            ours[refined] = vaekit_curve(run, images, names, Path(tmp), args.threads, args.refine)
+        classic = {"JPEG (Pillow)": classic_curve(images, "JPEG", JPEG_QUALITIES),
+                   "WebP (Pillow)": classic_curve(images, "WEBP", WEBP_QUALITIES)}
+        curves = {**ours, **classic}
+        bd = {mine: {other: bd_rate(anchor, curve) for other, anchor in classic.items()}
+              for mine, curve in ours.items()}
+        for label, curve in curves.items():
+            print(f"  {label:38s} " + "  ".join(f"{c['bpp']:.3f}/{c['psnr_db']:.2f}" for c in curve))
+        for mine, row in bd.items():
+            for other, value in row.items():
+                print(f"  BD-rate of {mine} against {other}: " + ("n/a (no PSNR overlap)" if value is None
+                                                                  else f"{value:+.1f}%"))
         plot(curves, Path(args.out).with_suffix(".png"), f"{Path(args.images).name}: {len(images)} images")
-        result["photos"] = {"curves": curves, "bd_rate_percent": bd, "config": run.config.to_dict(),
-                            "run": str(run.path), "trained_seconds": sum(h["seconds"] for h in run.history)}
+        ceiling = {m: dct_ceiling_db(images, m) for m in DCT_CEILING_LATENTS}
+        print("  PSNR of the lowest M DCT coefficients per 16x16 block, unquantized: "
+              + ", ".join(f"M={m} {v:.2f} dB" for m, v in ceiling.items()))
+        result["photos"] = {"curves": curves, "bd_rate_percent": bd[name], "config": run.config.to_dict(),
+                            "run": str(run.path), "trained_seconds": sum(h["seconds"] for h in run.history),
+                            "dct_ceiling_psnr_db": ceiling}
+        if args.refine:
+            result["photos"]["refined"] = {"steps": args.refine, "bd_rate_percent": bd[refined]}
         if not args.skip_mnist:
             result["mnist"] = {**mnist_section(args.run_mnist, args.mnist_dir, args.mnist_limit, Path(tmp),
                                                args.threads), "machine": result["machine"]}

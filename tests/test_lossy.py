@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vaekit.cli.main import main
-from vaekit.codecs import container, lossless, lossy
+from vaekit.codecs import container, lossless, lossy, refine
 from vaekit.codecs.container import CompressedFileError
 from vaekit.config import Config
 from vaekit.engine.checkpoint import Run
-from vaekit.errors import ConfigError, VaekitError
+from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.losses import rate_distortion_loss
 from vaekit.models.entropy import SCALE_TABLE, FactorizedDensity, scale_index
 from vaekit.models.transform import lowest_dct_bases
@@ -94,6 +94,43 @@ def test_file_rate_is_close_to_the_models_estimate(trained_codec):
         assert abs(file_bits - estimated_bits) <= 0.05 * estimated_bits + 96, (q, file_bits, estimated_bits)
     low, high = (len(lossy.compress(trained_codec, list(x), names(4), quality=q).payload) for q in (1, 2))
     assert low < high  # quality levels differ in rate
+
+
+def _padded(model, image):
+    x = image.float()[None] / 255
+    return F.pad(x, (0, -x.shape[-1] % model.factor, 0, -x.shape[-2] % model.factor), mode="replicate")
+
+
+def test_refinement_lowers_the_exact_objective_and_the_decoder_is_unchanged(trained_codec):
+    model, image, q = trained_codec.model, smooth_images(1, (48, 40), seed=5)[0], 1
+    x, lam = _padded(model, image), model.lambdas[q] * 255**2
+    with torch.no_grad():
+        y0 = model.analysis(x, torch.tensor([q]))
+        before = refine._objective(model, x, (48, 40), y0, model.h_a(y0), torch.tensor([q]), lam)
+        y, z = refine.refine_latents(model, x, (48, 40), q, steps=20)
+        after = refine._objective(model, x, (48, 40), y, z, torch.tensor([q]), lam)
+    assert after < 0.99 * before, (before, after)
+    assert all(p.requires_grad for p in model.parameters())  # the weights are frozen only while it runs
+    coder = lossy.LossyCoder(model)
+    decoded, _ = lossy.decompress(trained_codec, lossy.compress(trained_codec, [image], ["a.png"], q + 1,
+                                                                refine_steps=20))
+    assert torch.equal(decoded[0], coder.pixels(coder.symbols(image, q, refine_steps=20), q, (48, 40)))
+    assert not torch.equal(decoded[0], coder.reconstruction(image, q))
+
+
+def test_refinement_keeps_the_initial_latents_when_steps_make_them_worse(trained_codec):
+    model, image = trained_codec.model, smooth_images(1, (32, 32), seed=6)[0]
+    x = _padded(model, image)
+    with torch.no_grad():
+        y0 = model.analysis(x, torch.tensor([0]))
+    y, z = refine.refine_latents(model, x, (32, 32), 0, steps=3, lr=50.0)  # steps of 50 quantization bins
+    assert torch.equal(y, y0) and torch.equal(z, model.h_a(y0).detach())
+
+
+def test_refinement_refuses_images_too_big_to_hold(trained_codec, monkeypatch):
+    monkeypatch.setattr(refine, "MAX_REFINE_PIXELS", 64 * 64 - 1)
+    with pytest.raises(DataError, match="without --refine"):
+        lossy.compress(trained_codec, [smooth_images(1, (64, 64))[0]], ["big.png"], refine_steps=2)
 
 
 def test_dct_shortcut_starts_as_the_dct():
@@ -251,6 +288,12 @@ def test_train_and_cli_round_trip(trained_codec_run, tmp_path, capsys):
     assert main(["compress", str(run.path), str(folder), "-o", str(out), "--quality", "1"]) == 0
     printed = capsys.readouterr().out
     assert "bpp" in printed and f"{out.stat().st_size} bytes" in printed
+    refined = tmp_path / "r.vkz"
+    assert main(["compress", str(run.path), str(folder), "-o", str(refined), "--quality", "1", "--refine", "3"]) == 0
+    assert main(["decompress", str(refined), "-o", str(tmp_path / "refined")]) == 0
+    capsys.readouterr()
+    assert "0 or more" in error_of(capsys, ["compress", str(run.path), str(folder), "-o", str(refined), "--refine",
+                                            "-1"])
     assert main(["decompress", str(out), "-o", str(tmp_path / "out"), "--threads", "1"]) == 0
     assert np.asarray(Image.open(tmp_path / "out" / "img1.png")).shape == (13, 9)
     assert np.asarray(Image.open(tmp_path / "out" / "rgb.png")).shape == (6, 5)

@@ -1,6 +1,7 @@
 """Images <-> a lossy .vkz container with a trained transform codec (vaekit.models.transform).
 
     container = compress(run, images, names, quality)   # uint8 (C, H, W) each, any sizes
+    container = compress(run, images, names, quality, refine_steps=20)  # latents fitted per image first
     images, names = decompress(run, container)           # the codec's reconstructions, uint8
 
 Per image, on one ANS stack (constriction), the decoder pops in this order:
@@ -34,10 +35,12 @@ import constriction
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from vaekit.codecs.ans import AnsCoder, GRID_BITS, from_bytes, on_grid, one_thread, to_bytes
 from vaekit.codecs.container import CompressedFileError, Container, check_model
 from vaekit.codecs.lossless import _plain_name, pack_names, unpack_names, run_lengths
+from vaekit.codecs.refine import refine_latents
 from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.errors import DataError, VaekitError
 from vaekit.metrics import psnr_db
@@ -99,18 +102,23 @@ class LossyCoder:
         self.stds = SCALE_TABLE.numpy()
 
     # --- the deterministic path shared by the encoder and the decoder ---
-    @torch.no_grad()
-    def symbols(self, image: torch.Tensor, q: int) -> dict[str, np.ndarray]:
-        """Integer symbols of one image: {'y': (M, h, w)} or {'z': (N, h/4, w/4), 'y': ...}."""
+    def symbols(self, image: torch.Tensor, q: int, refine_steps: int = 0) -> dict[str, np.ndarray]:
+        """Integer symbols of one image: {'y': (M, h, w)} or {'z': (N, h/4, w/4), 'y': ...};
+        with refine_steps, from latents fitted to this image (vaekit.codecs.refine)."""
         m = self.model
         x = image.float()[None] / 255
         h, w = x.shape[-2:]
         x = F.pad(x, (0, -w % m.factor, 0, -h % m.factor), mode="replicate")
         quality = torch.tensor([q])
-        y = tiled(lambda t: m.analysis(t, quality), x, 16, 1, self.tile)
+        if refine_steps:
+            y, z = refine_latents(m, x, (h, w), q, refine_steps)
+        else:
+            with torch.no_grad():
+                y = tiled(lambda t: m.analysis(t, quality), x, 16, 1, self.tile)
+                z = m.h_a(y) if m.kind == "hyperprior" else None
         if m.kind == "factorized":
             return {"y": _clamped(y, FACTORIZED_SUPPORT)}
-        z = _clamped(m.h_a(y), FACTORIZED_SUPPORT)
+        z = _clamped(z, FACTORIZED_SUPPORT)
         mean, _ = self.hyper(z)
         return {"z": z, "y": _clamped(y.double() - mean, GAUSSIAN_SUPPORT)}
 
@@ -193,19 +201,24 @@ def run_fingerprint(run: Run) -> bytes:
     return model_fingerprint(run.config.to_dict(), run.model)
 
 
-def compress(run: Run, images: list[torch.Tensor], names: list[str], quality: int | None = None) -> Container:
-    """Code uint8 images (C, H, W), each of any size, at a quality level 1..Q (default: the highest)."""
+def compress(run: Run, images: list[torch.Tensor], names: list[str], quality: int | None = None,
+             refine_steps: int = 0, progress: bool = False) -> Container:
+    """Code uint8 images (C, H, W), each of any size, at a quality level 1..Q (default: the highest);
+    refine_steps > 0 fits each image's latents to it first (slower encoding, same decoder)."""
     model = codec_of(run)
     q = quality_index(model, quality)
     if len(names) != len(images) or len(set(names)) != len(names):
         raise DataError("every image needs its own file name")
+    if refine_steps < 0:
+        raise VaekitError(f"refinement steps must be 0 or more, got {refine_steps}")
     for image in images:
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != model.image_shape[0]:
             raise DataError(f"this codec takes uint8 images with {model.image_shape[0]} channel(s)")
         if not (1 <= min(image.shape[1:]) and max(image.shape[1:]) <= MAX_SIDE):
             raise DataError(f"image sides must lie in 1..{MAX_SIDE}")
     coder, codec = AnsCoder(), LossyCoder(model)
-    all_symbols = [codec.symbols(image, q) for image in images]
+    all_symbols = [codec.symbols(image, q, refine_steps)
+                   for image in tqdm(images, desc="encoding", unit="image", disable=not progress, leave=False)]
     for symbols in reversed(all_symbols):
         codec.push(coder, symbols)
     meta = {"kind": model.kind, "quality": q + 1, "lmbda": model.lambdas[q], "channels": model.image_shape[0],
