@@ -13,6 +13,7 @@ the objective sees values near the integers the coder will use. (The relaxation 
 with, uniform noise for the rates and straight-through rounding for the synthesis, made the exact
 objective worse within 10 steps on a crop of a training photo; so did straight-through rounding
 alone.)
+
 Every CHECK_EVERY steps the exact objective (rounded latents, the entropy model's bits, 8-bit
 pixels) is measured, and the encoder keeps the best latents seen, the initial ones included:
 refinement never makes an image's objective, as the entropy model measures it, worse.
@@ -27,7 +28,7 @@ from vaekit.models.entropy import gaussian_likelihood
 from vaekit.models.transform import TransformCodec
 
 REFINE_LR = 0.05  # Adam's step on latents measured in quantization steps
-TAU = 0.5  # SGA's temperature, held constant: annealing it to zero within 40 steps did worse
+TAU = 0.5  # SGA's temperature, held constant: annealed linearly to zero over 40 steps, it ended worse
 CHECK_EVERY = 5  # steps between measurements of the exact objective (a forward pass each)
 MAX_REFINE_PIXELS = 4096 * 4096  # refinement holds the whole image's activations, forward and backward
 
