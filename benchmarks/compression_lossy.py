@@ -44,7 +44,7 @@ from vaekit.config import Config
 from vaekit.data import load_dataset
 from vaekit.engine.trainer import TrainData, fit
 from vaekit.metrics import psnr_db
-from vaekit.models.transform import BLOCK, lowest_dct_bases
+from vaekit.models.transform import BLOCK, BlockTransform, lowest_dct_bases
 
 REPO = Path(__file__).resolve().parents[1]
 NATURAL = REPO.parent / "shared" / "data" / "natural"
@@ -132,12 +132,12 @@ def dct_ceiling_db(images: list[torch.Tensor], latent: int) -> float:
     """Mean PSNR (dB) of the images' whole 16x16 blocks kept to their `latent` lowest-frequency DCT
     coefficients (lowest_dct_bases, unquantized): the most the DCT shortcut alone could give."""
     bases = lowest_dct_bases(3, latent).flatten(1)
+    analysis, synthesis = BlockTransform(bases, 3), BlockTransform(bases, 3, inverse=True)
     psnr = []
-    for image in images:
-        c, h, w = image.shape[0], image.shape[1] // BLOCK * BLOCK, image.shape[2] // BLOCK * BLOCK
-        x = image[:, :h, :w].float() / 255 - 0.5
-        blocks = x.reshape(c, h // BLOCK, BLOCK, w // BLOCK, BLOCK).permute(1, 3, 0, 2, 4).reshape(-1, c * BLOCK**2)
-        psnr.append(10 * math.log10(1 / ((blocks @ bases.t() @ bases - blocks) ** 2).mean().item()))
+    with torch.no_grad():
+        for image in images:
+            x = image[None, :, :image.shape[1] // BLOCK * BLOCK, :image.shape[2] // BLOCK * BLOCK].float() / 255
+            psnr.append(psnr_db(synthesis(analysis(x - 0.5)) + 0.5, x).item())
     return float(np.mean(psnr))
 
 
