@@ -1,7 +1,9 @@
 """Lossless bits-back coding: exact round trips, rates near the negative ELBO, thread-count
 independence, and a clean CompressedFileError for every damaged or mismatched file."""
 import hashlib
+import json
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +199,7 @@ def small_file():
 
 def test_every_truncation_fails_cleanly(small_file):
     run, _, data = small_file
-    for cut in sorted({0, 1, 7, 8, 12, 47, 48, len(data) // 2, len(data) - 33, len(data) - 1}):
+    for cut in sorted({0, 1, 7, 8, 9, 12, 31, 32, len(data) // 2, len(data) - 17, len(data) - 1}):
         with pytest.raises(CompressedFileError):
             lossless.decompress(run, container.unpack(data[:cut]))
 
@@ -214,11 +216,11 @@ def test_every_flipped_byte_fails_cleanly(small_file):
 def test_damaged_payload_with_a_forged_checksum_never_gives_wrong_pixels(small_file):
     """Past the file checksum, the stack's final state and the pixel checksum still catch damage."""
     run, x, data = small_file
-    body = data[:-32]
+    body = data[:-16]
     for i in range(len(body) - 8, len(body)):
         damaged = bytearray(body)
         damaged[i] ^= 0x01
-        forged = bytes(damaged) + hashlib.sha256(bytes(damaged)).digest()
+        forged = bytes(damaged) + container.checksum(bytes(damaged))
         with pytest.raises(CompressedFileError):
             lossless.decompress(run, container.unpack(forged))
 
@@ -241,11 +243,31 @@ def test_wrong_model_and_unknown_version_are_named(small_file):
     with pytest.raises(CompressedFileError, match="another model"):
         lossless.decompress(tiny_run(seed=1), container.unpack(data))
     newer = bytearray(data)
-    newer[8] = 2
-    with pytest.raises(CompressedFileError, match="format version 2"):
+    newer[8] = container.FORMAT_VERSION + 1
+    with pytest.raises(CompressedFileError, match=f"format version {container.FORMAT_VERSION + 1}"):
         container.unpack(bytes(newer))
     with pytest.raises(CompressedFileError, match="not a vaekit compressed file"):
         container.unpack(b"PK\x03\x04" + data[4:])
+
+
+def as_version_1(box: container.Container, fingerprint: bytes) -> bytes:
+    """The bytes format version 1 wrote: the whole fingerprint and checksum, a payload length."""
+    meta = json.dumps(box.meta, separators=(",", ":")).encode()
+    codec_id = next(k for k, v in container.CODECS.items() if v == box.codec)
+    body = (struct.pack("<8sHH32sI", container.MAGIC, 1, codec_id, fingerprint, len(meta)) + meta
+            + struct.pack("<Q", len(box.payload)) + box.payload)
+    return body + hashlib.sha256(body).digest()
+
+
+def test_version_1_files_are_still_read():
+    run, x = tiny_run(), random_images(5, binary=True)
+    data = as_version_1(lossless.compress(run, x, names(5)), lossless.run_fingerprint(run))
+    assert torch.equal(lossless.decompress(run, container.unpack(data))[0], x)
+    with pytest.raises(CompressedFileError, match="another model"):
+        lossless.decompress(tiny_run(seed=1), container.unpack(data))
+    with pytest.raises(CompressedFileError, match="checksum"):
+        container.unpack(data[:-1] + bytes([data[-1] ^ 1]))
+    assert len(container.pack(lossless.compress(run, x, names(5)))) == len(data) - 40
 
 
 def test_unsupported_models_and_inputs_are_clear_errors():

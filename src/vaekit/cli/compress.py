@@ -94,5 +94,6 @@ def compress_lossy(args, run) -> None:
     box = lossy.compress(run, x, names, args.quality, args.refine, progress=True)
     path = container.write(args.out, box)
     size, pixels = path.stat().st_size, sum(im.shape[1] * im.shape[2] for im in x)
-    print(f"{path}: {len(x)} images, quality {box.meta['quality']} of {run.model.qualities} "
-          f"(lambda {box.meta['lmbda']:g}), {size} bytes, {8 * size / pixels:.4f} bpp (file size / pixels)")
+    q = box.meta["quality"]
+    print(f"{path}: {len(x)} images, quality {q} of {run.model.qualities} (lambda {run.model.lambdas[q - 1]:g}), "
+          f"{size} bytes, {8 * size / pixels:.4f} bpp (file size / pixels)")

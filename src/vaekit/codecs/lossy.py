@@ -17,7 +17,9 @@ mapped to the 64 fixed values of `SCALE_TABLE` (computed from h_s in float64, wh
 thread count changes the last bits only, ~1e-16, far below the gaps between table values), and
 the means are rounded to the grid of `on_grid`; constriction quantizes the exact table values
 with the same integer code on both sides. The file stores a checksum of all decoded symbols, so
-a decoder whose tables still differed reports an error instead of writing garbage.
+a decoder whose tables still differed reports an error instead of writing garbage. The constants
+behind the tables (SCALE_TABLE, GRID_BITS, the supports) are not stored: changing one changes
+the file format, and old files would fail that checksum.
 
 Any size: images are padded (replicating the edge) to a multiple of 16 (factorized) or 64
 (hyperprior) and cropped after decoding. Large images run the analysis and synthesis transforms
@@ -37,14 +39,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vaekit.codecs.ans import AnsCoder, GRID_BITS, from_bytes, on_grid, one_thread, to_bytes
+from vaekit.codecs.ans import AnsCoder, from_bytes, on_grid, one_thread, to_bytes
 from vaekit.codecs.container import CompressedFileError, Container, check_model
 from vaekit.codecs.lossless import _plain_name, pack_names, unpack_names, run_lengths
 from vaekit.codecs.refine import refine_latents
 from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.errors import DataError, VaekitError
 from vaekit.metrics import psnr_db
-from vaekit.models.entropy import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, SCALE_TABLE, scale_index
+from vaekit.models.entropy import SCALE_TABLE, scale_index
 from vaekit.models.transform import FACTORIZED_SUPPORT, GAUSSIAN_SUPPORT, TransformCodec
 
 _model = constriction.stream.model
@@ -221,12 +223,9 @@ def compress(run: Run, images: list[torch.Tensor], names: list[str], quality: in
                    for image in tqdm(images, desc="encoding", unit="image", disable=not progress, leave=False)]
     for symbols in reversed(all_symbols):
         codec.push(coder, symbols)
-    meta = {"kind": model.kind, "quality": q + 1, "lmbda": model.lambdas[q], "channels": model.image_shape[0],
-            "names": pack_names(names), "sizes": [[h, w, n] for (h, w), n in run_lengths(
+    meta = {"quality": q + 1, "names": pack_names(names), "sizes": [[h, w, n] for (h, w), n in run_lengths(
                 [(int(im.shape[1]), int(im.shape[2])) for im in images])],
-            "scale_table": [SCALE_MIN, SCALE_MAX, SCALE_LEVELS], "grid_bits": GRID_BITS,
-            "supports": [FACTORIZED_SUPPORT, GAUSSIAN_SUPPORT], "symbols_check": symbols_check(all_symbols),
-            "run": str(Path(run.path).resolve())}
+            "symbols_check": symbols_check(all_symbols), "run": str(Path(run.path).resolve())}
     return Container("transform", run_fingerprint(run), meta, to_bytes(coder.get_compressed()))
 
 
@@ -262,10 +261,7 @@ def _checked_meta(container: Container, model: TransformCodec, source: str) -> d
         if ok:
             meta["sizes"] = [(h, w) for h, w, n in runs for _ in range(n)]
             meta["names"] = unpack_names(meta["names"], count)
-        ok = (ok and meta["kind"] == model.kind and 1 <= int(meta["quality"]) <= model.qualities
-              and int(meta["channels"]) == model.image_shape[0] and len(meta["names"]) == count
-              and meta["scale_table"] == [SCALE_MIN, SCALE_MAX, SCALE_LEVELS] and meta["grid_bits"] == GRID_BITS
-              and meta["supports"] == [FACTORIZED_SUPPORT, GAUSSIAN_SUPPORT]
+        ok = (ok and 1 <= int(meta["quality"]) <= model.qualities and len(meta["names"]) == count
               and len(container.payload) % 4 == 0 and isinstance(meta["symbols_check"], str)
               and all(isinstance(n, str) and _plain_name(n) for n in meta["names"])
               and len(set(meta["names"])) == count)
