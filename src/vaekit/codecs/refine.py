@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vaekit.errors import DataError
-from vaekit.models.entropy import gaussian_likelihood
-from vaekit.models.transform import TransformCodec
+from vaekit.models.transform import TransformCodec, around_mean, rounded
 
 REFINE_LR = 0.05  # Adam's step on latents measured in quantization steps
 TAU = 0.5  # SGA's temperature, held constant: annealed linearly to zero over 40 steps, it ended worse
@@ -77,19 +76,17 @@ def _objective(model: TransformCodec, x: torch.Tensor, size: tuple[int, int], y:
                z: torch.Tensor | None, quality: torch.Tensor, lam: float,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """bpp + lambda * 255^2 * MSE of one image (padding coded, not scored); relaxed (soft rounding)
-    with a generator, exact (rounded latents, 8-bit pixels) without."""
-    rounding = torch.round if generator is None else (lambda v: _soft_round(v, generator))
-    if z is None:
-        y_hat = rounding(y)
-        bits = -torch.log2(model.density.likelihood(y_hat)).sum()
+    with a generator, exact (the coder's rounding, 8-bit pixels) without."""
+    if generator is None:
+        quantize = rounded
     else:
-        z_hat = rounding(z)
-        mean, scale = model.hyper_params(z_hat)
-        y_hat = rounding(y - mean) + mean
-        bits = (-torch.log2(gaussian_likelihood(y_hat, scale, mean)).sum()
-                - torch.log2(model.density.likelihood(z_hat)).sum())
+        def quantize(v, mean, _):
+            soft = around_mean(lambda c: _soft_round(c, generator), v, mean)
+            return soft, soft
+    x_hat, likelihoods = model.decode_latents(y, z, quality, quantize)
+    bits = sum(-torch.log2(p).sum() for p in likelihoods.values())
     h, w = size
-    x_hat = model.synthesis(y_hat, quality)[..., :h, :w]
+    x_hat = x_hat[..., :h, :w]
     if generator is None:
         x_hat = (x_hat.clamp(0, 1) * 255).round() / 255
     return bits / (h * w) + lam * F.mse_loss(x_hat, x[..., :h, :w])

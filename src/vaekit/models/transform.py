@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -141,8 +142,28 @@ def dct_shortcuts(channels: int, latent: int) -> tuple[BlockTransform, BlockTran
             BlockTransform(bases / SHORTCUT_SCALE, channels, inverse=True))
 
 
-def _ste_round(v: torch.Tensor) -> torch.Tensor:
-    return v + (torch.round(v) - v).detach()
+# quantize(v, mean or None, support) -> (what the rate is measured on, what the synthesis sees)
+Quantizer = Callable[[torch.Tensor, "torch.Tensor | None", int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def around_mean(rounding: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor,
+                mean: torch.Tensor | None) -> torch.Tensor:
+    """rounding(v - mean) + mean: Gaussian-coded latents are rounded as offsets from their mean."""
+    return rounding(v) if mean is None else rounding(v - mean) + mean
+
+
+def rounded(v: torch.Tensor, mean: torch.Tensor | None, support: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the coder does: round around the mean, clamped to the coder's range; both terms see it."""
+    r = around_mean(lambda c: torch.round(c).clamp(-support, support), v, mean)
+    return r, r
+
+
+def _noisy(v: torch.Tensor, mean: torch.Tensor | None,
+           generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training's relaxation: the rate sees v + uniform noise, the synthesis v rounded around the mean
+    with a straight-through gradient."""
+    noise = torch.rand(v.shape, generator=generator, dtype=v.dtype, device=v.device) - 0.5
+    return v + noise, around_mean(lambda c: c + (torch.round(c) - c).detach(), v, mean)
 
 
 class TransformCodec(nn.Module):
@@ -218,29 +239,26 @@ class TransformCodec(nn.Module):
         hp, wp = -h % self.factor, -w % self.factor
         xp = F.pad(x, (0, wp, 0, hp), mode="replicate") if hp or wp else x
         y = self.analysis(xp, quality)
-        if self.kind == "factorized":
-            y_noisy, y_hat = self._quantize(y, None, generator, FACTORIZED_SUPPORT)
-            likelihoods = {"y": self.density.likelihood(y_noisy)}
-        else:
-            z = self.h_a(y)
-            z_noisy, z_hat = self._quantize(z, None, generator, FACTORIZED_SUPPORT)
-            mean, scale = self.hyper_params(z_hat)
-            y_noisy, y_hat = self._quantize(y, mean, generator, GAUSSIAN_SUPPORT)
-            likelihoods = {"y": gaussian_likelihood(y_noisy, scale, mean), "z": self.density.likelihood(z_noisy)}
-        x_hat = self.synthesis(y_hat, quality)[:, :, :h, :w]
-        return CodecOutput(x_hat, likelihoods, quality)
-
-    def _quantize(self, v, mean, generator, support):
-        """(what the rate is measured on, what the synthesis sees): noisy and straight-through
-        rounded in training, both rounded (around the mean, clamped to the coder's range) in eval."""
-        centered = v if mean is None else v - mean
+        z = self.h_a(y) if self.kind == "hyperprior" else None
         if self.training:
-            noise = torch.rand(v.shape, generator=generator, dtype=v.dtype, device=v.device) - 0.5
-            rounded = _ste_round(centered)
-            return v + noise, rounded if mean is None else rounded + mean
-        rounded = torch.round(centered).clamp(-support, support)
-        rounded = rounded if mean is None else rounded + mean
-        return rounded, rounded
+            x_hat, likelihoods = self.decode_latents(y, z, quality, lambda v, mean, _: _noisy(v, mean, generator))
+        else:
+            x_hat, likelihoods = self.decode_latents(y, z, quality, rounded)
+        return CodecOutput(x_hat[:, :, :h, :w], likelihoods, quality)
+
+    def decode_latents(self, y: torch.Tensor, z: torch.Tensor | None, quality: torch.Tensor,
+                       quantize: Quantizer) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Unquantized latents y' (and z, hyperprior only) -> x^ (uncropped) and the bin probabilities
+        of each coded latent, with `quantize` standing in for rounding: training (noise), the coder
+        (`rounded`) and encoder-side refinement (vaekit.codecs.refine) each pass their own."""
+        if self.kind == "factorized":
+            y_rate, y_hat = quantize(y, None, FACTORIZED_SUPPORT)
+            return self.synthesis(y_hat, quality), {"y": self.density.likelihood(y_rate)}
+        z_rate, z_hat = quantize(z, None, FACTORIZED_SUPPORT)
+        mean, scale = self.hyper_params(z_hat)
+        y_rate, y_hat = quantize(y, mean, GAUSSIAN_SUPPORT)
+        return self.synthesis(y_hat, quality), {"y": gaussian_likelihood(y_rate, scale, mean),
+                                                "z": self.density.likelihood(z_rate)}
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, quality: int | None = None) -> torch.Tensor:
