@@ -80,6 +80,19 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
 
 
+def test_channels_last_trains_as_channels_first_and_resumes_exactly(tmp_path):
+    conv = {"arch": "conv", "hidden_dims": (8, 16), "fc_dim": 32, "ema_decay": 0.9}
+    fit(tiny_config(**conv), tmp_path / "first", progress=False)
+    cfg = tiny_config(**conv, channels_last=True)
+    fit(cfg, tmp_path / "last", progress=False)
+    fit(cfg.replace({"epochs": 1}), tmp_path / "resumed", progress=False)
+    fit(cfg, tmp_path / "resumed", resume=True, progress=False)
+    first, last, resumed = (weights(tmp_path / name) for name in ("first", "last", "resumed"))
+    for k in first:  # the same arithmetic, summed in another order
+        torch.testing.assert_close(first[k], last[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(last[k], resumed[k], rtol=1e-6, atol=1e-7)
+
+
 def test_resume_refuses_other_settings_and_existing_runs(tmp_path):
     fit(tiny_config(epochs=1), tmp_path / "run", progress=False)
     with pytest.raises(CheckpointError, match="already holds a trained run"):

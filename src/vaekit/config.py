@@ -136,6 +136,8 @@ class TrainConfig:
     iwae_k: int = option(1, "importance samples for the IWAE training bound (1: the ELBO)", low=1)
     seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
+    channels_last: bool = option(False, "keep batches and convolution weights channels-last (NHWC) in memory: "
+                                 "faster convolutions for some models (docs/benchmarks.md)")
     max_nonfinite_steps: int = option(20, "stop after this many skipped non-finite steps", low=0)
     init_bias: bool = option(True, "start the decoder's output bias at the data's mean image (Bernoulli)")
 

@@ -132,6 +132,7 @@ class AdversarialTrainer(Trainer):
                    desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not self.progress, leave=False)
         self.model.train()
         for i, x_real in enumerate(bar):
+            x_real = self.in_layout(x_real)
             x = torch.bernoulli(x_real, generator=g) if self.data.binarize else x_real
             factor = lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc)
             for part, opt in self.optimizers().items():

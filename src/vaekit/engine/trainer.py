@@ -61,6 +61,16 @@ def make_optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
         return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
 
 
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimizer state (saved contiguous) its parameter's memory layout, as a fresh
+    optimizer's state has: fused AdamW walks the raw memory of both, and with channels-last weights
+    and contiguous moments its updates came out wrong."""
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def ema_update(decay: float):
     """EMA with a warm-up: the decay grows as min(decay, (1 + t) / (10 + t)) over updates t, so the
     average forgets the first, near-random weights (a fixed 0.999 still gives them 10% weight after
@@ -158,6 +168,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     if resume:
         trainer.state = checkpoint.load_training_state(run_dir, trainer.model, trainer.optimizer, trainer.ema,
                                                        trainer.extra_optimizers)
+        for optimizer in (trainer.optimizer, *trainer.extra_optimizers.values()):
+            match_param_layout(optimizer)
     for epoch in range(trainer.state["epoch"], config.train.epochs):
         trainer.run_epoch(epoch)
     world.barrier()
@@ -185,6 +197,8 @@ class Trainer:
         self.model = build_model(config.model)
         if self.tc.init_bias:
             self.model.init_output_bias(to_unit(data.train[:10000]).mean(0))
+        if self.tc.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.forward_model = DistributedDataParallel(self.model) if world.size > 1 else self.model
         self.optimizer = make_optimizer(self.model, self.tc)
         self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}  # saved and resumed beside `optimizer`
@@ -204,7 +218,7 @@ class Trainer:
                    desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not self.progress, leave=False)
         self.model.train()
         for i, x in enumerate(bar):
-            x = self.world.shard(x)
+            x = self.in_layout(self.world.shard(x))
             set_lr(self.optimizer, tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc))
             beta = kl_weight(state["step"], self.steps_per_epoch, tc)
             terms = compute_loss(self.forward_model, x, self.config, beta, g)
@@ -221,6 +235,10 @@ class Trainer:
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{terms.neg_elbo.item():.2f}")
         self.end_epoch(epoch, self.world.sum(sums), time.perf_counter() - started)
+
+    def in_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the memory layout the model's weights have (--channels-last)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.tc.channels_last else x
 
     def update_is_sound(self, loss: torch.Tensor, epoch: int) -> bool:
         """False (and counted) for a non-finite loss or gradient, or an outlier gradient norm."""
@@ -284,10 +302,11 @@ def skip_step(state: dict, tc, epoch: int, run_dir: Path) -> None:
 
 
 def check_same_run(saved: Config, new: Config, run_dir: Path) -> None:
-    """Resuming is only exact with the same settings; only the epoch count may grow."""
+    """Resuming is only exact with the same settings; only the epoch count may grow, and the threads
+    and memory layout may change (they change speed and rounding, not the model)."""
     a, b = saved.to_dict(), new.to_dict()
-    a["train"].pop("epochs"), b["train"].pop("epochs")
-    a["train"].pop("threads"), b["train"].pop("threads")
+    for key in ("epochs", "threads", "channels_last"):
+        a["train"].pop(key), b["train"].pop(key)
     for section in a:
         for key in a[section]:
             if a[section][key] != b[section][key]:
