@@ -6,6 +6,7 @@ import torch
 
 import vaekit
 from vaekit.engine import checkpoint, trainer
+from vaekit.engine.distributed import World
 from vaekit.engine.trainer import fit
 from vaekit.errors import CheckpointError, TrainingError
 from vaekit.registry import build_model
@@ -91,6 +92,11 @@ def test_channels_last_trains_as_channels_first_and_resumes_exactly(tmp_path):
     for k in first:  # the same arithmetic, summed in another order
         torch.testing.assert_close(first[k], last[k], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(last[k], resumed[k], rtol=1e-6, atol=1e-7)
+    data = trainer.prepare_data(cfg, progress=False)
+    laid_out = trainer.Trainer(trainer.resolve_config(cfg, data), data, tmp_path / "unused", World(), progress=False)
+    convs = [m.weight for m in laid_out.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert laid_out.in_layout(data.train[:4].float()).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_resume_refuses_other_settings_and_existing_runs(tmp_path):
