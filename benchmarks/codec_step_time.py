@@ -11,12 +11,11 @@ their ratio to the first M.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import torch
 
-from common import machine, write_result
+from common import interleaved_step_seconds, machine, write_result
 
 from vaekit.losses import rate_distortion_loss
 from vaekit.models.transform import TransformCodec
@@ -39,18 +38,14 @@ def main(argv=None) -> int:
     latents = [int(v) for v in args.latents.split(",")]
     models = {m: TransformCodec((3, 128, 128), "hyperprior", 64, m, LAMBDAS, "dct") for m in latents}
     optimizers = {m: torch.optim.Adam(model.parameters(), 1e-4) for m, model in models.items()}
-    times = {m: [] for m in latents}
-    for round_ in range(args.rounds):
-        for m, model in models.items():
-            started = time.perf_counter()
-            for _ in range(STEPS_PER_TURN):
-                loss = rate_distortion_loss(model(x, quality), x, lambdas).loss
-                optimizers[m].zero_grad()
-                loss.backward()
-                optimizers[m].step()
-            if round_:
-                times[m].append((time.perf_counter() - started) / STEPS_PER_TURN)
-    step = {m: statistics.median(v) for m, v in times.items()}
+
+    def training_step(m: int) -> None:
+        loss = rate_distortion_loss(models[m](x, quality), x, lambdas).loss
+        optimizers[m].zero_grad()
+        loss.backward()
+        optimizers[m].step()
+
+    step = interleaved_step_seconds({m: partial(training_step, m) for m in latents}, args.rounds - 1, STEPS_PER_TURN)
     ratio = {m: step[m] / step[latents[0]] for m in latents}
     for m in latents:
         print(f"M={m}: {step[m]:.3f} s per step of 8 crops, {ratio[m]:.2f}x M={latents[0]}")

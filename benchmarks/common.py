@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,20 @@ def earlier(path: str | Path, key: str) -> dict:
     part of their table per run and keep the rest."""
     path = Path(path)
     return json.loads(path.read_text()).get(key, {}) if path.exists() else {}
+
+
+def interleaved_step_seconds(steps: dict, timed_rounds: int, per_turn: int) -> dict:
+    """Median seconds per call of each named step function (one training step each), the functions
+    taking turns of `per_turn` calls so all see the same machine state; one warm-up round first."""
+    times = {name: [] for name in steps}
+    for round_ in range(timed_rounds + 1):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            for _ in range(per_turn):
+                step()
+            if round_:
+                times[name].append((time.perf_counter() - started) / per_turn)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def write_result(path: str | Path, result: dict) -> None:

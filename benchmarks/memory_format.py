@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 
-from common import machine, write_result
+from common import interleaved_step_seconds, machine, write_result
 from mnist_likelihood import MODELS
 
 from vaekit.config import Config
@@ -41,23 +39,24 @@ def step_seconds(model_settings: dict, shape: tuple[int, int, int], batch: int, 
     torch.manual_seed(0)
     model = build_model(config.model)
     x = (torch.rand(batch, *shape) * 255).round() / 255
-    layouts = {}
+    steps = {}
     for name, layout in (("default", torch.contiguous_format), ("channels_last", torch.channels_last)):
         m = copy.deepcopy(model).to(memory_format=layout)
-        layouts[name] = (m, make_optimizer(m, config.train), x.contiguous(memory_format=layout))
-    times = {name: [] for name in layouts}
+        steps[name] = training_step(m, make_optimizer(m, config.train), x.contiguous(memory_format=layout), config)
+    return interleaved_step_seconds(steps, rounds, STEPS_PER_TURN)
+
+
+def training_step(model, optimizer, x: torch.Tensor, config: Config):
+    """One step of `vaekit train`'s loop on a fixed batch, as a function to call repeatedly."""
     generator = torch.Generator().manual_seed(0)
-    for round_ in range(rounds + 1):
-        for name, (m, optimizer, xx) in layouts.items():
-            started = time.perf_counter()
-            for _ in range(STEPS_PER_TURN):
-                loss = compute_loss(m, xx, config, 1.0, generator).loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            if round_:  # the first round warms up
-                times[name].append((time.perf_counter() - started) / STEPS_PER_TURN)
-    return {name: statistics.median(t) for name, t in times.items()}
+
+    def step() -> None:
+        loss = compute_loss(model, x, config, 1.0, generator).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 def main(argv=None) -> int:

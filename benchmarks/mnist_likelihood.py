@@ -40,7 +40,7 @@ MODELS = {
                        "hvae_groups": [3, 3, 1], "hvae_encoder_blocks": 1, "hvae_stride": 2},
              "train": {"batch_size": 64, "lr": 2e-3, "lr_schedule": "cosine", "warmup_steps": 200,
                        "ema_decay": 0.999, "free_bits": 0.05, "grad_clip": 200.0, "skip_grad_norm": 2000.0,
-                       "channels_last": True}},  # 1.10-1.15x faster steps (benchmarks/memory_format.py)
+                       "channels_last": True}},  # 1.09-1.15x faster steps (benchmarks/memory_format.py)
 }
 # the same hierarchical VAE on 8-bit MNIST (grey levels, discretized logistic mixture): bits/dim. Its
 # loss is about ten times larger in nats per image and its gradient norms grow as the mixture sharpens

@@ -184,15 +184,26 @@ def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.o
     if state.get("optimizer") is None:
         raise CheckpointError(f"{ckpt} holds no optimizer state, so it cannot be resumed")
     tensors = load_weights(ckpt / "optimizer.safetensors")
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+    _load_optimizer(optimizer, _unflatten_optimizer(tensors, state["optimizer"]))
     for name, opt in (extra_optimizers or {}).items():
         meta = state.get("optimizers", {}).get(name)
         if meta is None:
             raise CheckpointError(f"{ckpt} holds no state for the {name} optimizer, so it cannot be resumed")
-        opt.load_state_dict(_unflatten_optimizer(load_weights(ckpt / f"optimizer-{name}.safetensors"), meta))
+        _load_optimizer(opt, _unflatten_optimizer(load_weights(ckpt / f"optimizer-{name}.safetensors"), meta))
     if ema is not None:
         ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
     return state
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """load_state_dict, then each state tensor in its parameter's memory layout (files hold them
+    contiguous), as a fresh optimizer's state has: fused AdamW walks the raw memory of both, and with
+    channels-last weights and contiguous moments its updates came out wrong."""
+    optimizer.load_state_dict(state_dict)
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def model_fingerprint(config: dict, model: torch.nn.Module) -> bytes:

@@ -61,16 +61,6 @@ def make_optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
         return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
 
 
-def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give loaded optimizer state (saved contiguous) its parameter's memory layout, as a fresh
-    optimizer's state has: fused AdamW walks the raw memory of both, and with channels-last weights
-    and contiguous moments its updates came out wrong."""
-    for p, state in optimizer.state.items():
-        for key, value in state.items():
-            if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
-                state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
-
-
 def ema_update(decay: float):
     """EMA with a warm-up: the decay grows as min(decay, (1 + t) / (10 + t)) over updates t, so the
     average forgets the first, near-random weights (a fixed 0.999 still gives them 10% weight after
@@ -168,8 +158,6 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     if resume:
         trainer.state = checkpoint.load_training_state(run_dir, trainer.model, trainer.optimizer, trainer.ema,
                                                        trainer.extra_optimizers)
-        for optimizer in (trainer.optimizer, *trainer.extra_optimizers.values()):
-            match_param_layout(optimizer)
     for epoch in range(trainer.state["epoch"], config.train.epochs):
         trainer.run_epoch(epoch)
     world.barrier()
