@@ -6,6 +6,7 @@ import torch
 
 import vaekit
 from vaekit.engine import checkpoint, trainer
+from vaekit.engine.batches import batches
 from vaekit.engine.distributed import World
 from vaekit.engine.trainer import fit
 from vaekit.errors import CheckpointError, TrainingError
@@ -217,3 +218,14 @@ def test_report_scores_as_many_images_as_its_time_budget_allows(monkeypatch):
     assert report.affordable_images(Slow(), images, iwae_k=100) == report.MIN_IWAE_IMAGES
     assert report.affordable_images(Slow(), images[:7], iwae_k=100) == 7
     assert report.affordable_images(Slow(), images, iwae_k=0) == 200
+
+
+def test_dynamic_binarization_draws_each_pixel_with_probability_pixel_over_255():
+    levels = torch.arange(256, dtype=torch.uint8)
+    images = levels.repeat(20_000).view(-1, 1, 16, 16)  # each grey level 20,000 times
+    x = batches(images, len(images), torch.Generator().manual_seed(0), binarize=True).__next__()
+    assert x.dtype == torch.float32 and set(x.unique().tolist()) <= {0.0, 1.0}
+    freq = x.view(-1).view(-1, 256).mean(0)  # the shuffle moves whole images, so columns keep their level
+    p = levels.double() / 255
+    assert freq[0] == 0 and freq[255] == 1
+    assert ((freq.double() - p).abs() <= 5 * (p * (1 - p) / 20_000).sqrt()).all()  # 0 at the ends

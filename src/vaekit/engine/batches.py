@@ -32,16 +32,19 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def binarize_uint8(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """x ~ Bernoulli(pixel / 255), drawn straight from the uint8 pixels: with u uniform on
-    {0, ..., 254}, P(u < p) = p / 255 exactly. Three times faster than `torch.bernoulli` on floats,
-    which was a tenth of a small model's training step."""
-    u = torch.randint(0, 255, images.shape, dtype=torch.uint8, generator=generator)
-    return (u < images).float()
+    """x ~ Bernoulli(pixel / 255), drawn straight from the uint8 pixels: a uniform 16-bit integer u
+    is below pixel * 65536 / 255 with a probability within 2e-5 of pixel / 255 (exactly 0 and 1 at
+    the ends). Four draws come from each 64-bit word: a third of the time of drawing one small integer
+    per pixel, which was a twentieth of a small model's training step."""
+    n = images.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, None, generator=generator)
+    u = words.view(torch.int16)[:n].view(images.shape).float()  # uniform on -32768 ... 32767
+    return (u < images.float().mul_(65536 / 255).sub_(32768)).float()
 
 
 def batches(images: torch.Tensor, batch_size: int, generator: torch.Generator, binarize: bool) -> Iterator[torch.Tensor]:
     """Shuffled float batches in [0, 1]; re-binarized each time when `binarize` (dynamic binarization)."""
     order = torch.randperm(len(images), generator=generator)
     for start in range(0, len(images), batch_size):
-        x = images[order[start:start + batch_size]]
+        x = images.index_select(0, order[start:start + batch_size])  # 10x faster than images[idx] here
         yield binarize_uint8(x, generator) if binarize else to_unit(x)
