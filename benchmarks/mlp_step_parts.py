@@ -161,7 +161,8 @@ def main(argv=None) -> int:
         f"{n} {v['gflops']:.1f}" for n, v in result["matmul"].items() if n != "peak_gflops"))
     for part in ("first_layer_ms", "batch_ms", "forward_backward_ms"):
         print(part, {n: round(v, 3) for n, v in result[part].items()})
-    print(f"hand-written gradients differ from autograd's by at most {result['hand_written_max_gradient_difference']:.2g}")
+    difference = result["hand_written_max_gradient_difference"]
+    print(f"hand-written gradients differ from autograd's by at most {difference:.2g}")
     write_result(args.out, result)
     return 0
 
