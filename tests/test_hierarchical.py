@@ -6,6 +6,7 @@ from vaekit.errors import ConfigError
 from vaekit.engine.trainer import fit
 from vaekit.losses import elbo_loss, iwae_bound
 from vaekit.models.hierarchical import gaussian_kl, gaussian_log_prob
+from vaekit.nn.blocks import ACTIVATIONS, Bottleneck
 from vaekit.registry import build_model
 from conftest import tiny_config
 
@@ -100,3 +101,20 @@ def test_elbo_loss_free_bits_per_group():
     out = model(torch.bernoulli(torch.rand(4, 1, 8, 8)))
     terms = elbo_loss(out, free_bits=1e4)
     torch.testing.assert_close(terms.loss, terms.recon + 3 * 1e4)
+
+
+def test_cell_activation_is_set_by_config():
+    """The activation has no weights: the same seed gives the same weights, and only the outputs differ."""
+    models = {}
+    for name in ACTIVATIONS:
+        torch.manual_seed(0)
+        models[name] = build_model(Config().replace({**HVAE, "image_shape": (1, 8, 8), "hvae_activation": name}).model)
+        cells = [m for m in models[name].modules() if isinstance(m, Bottleneck)]
+        assert cells and all(cell.activation is ACTIVATIONS[name] for cell in cells)
+    x = torch.rand(2, 1, 8, 8)
+    gelu, relu = models["gelu"], models["relu"]
+    assert all(torch.equal(a, b) for a, b in zip(gelu.state_dict().values(), relu.state_dict().values()))
+    with torch.no_grad():
+        gelu.out.weight.normal_()  # the zero-initialized paths would otherwise hide the cells
+        relu.out.weight.copy_(gelu.out.weight)
+        assert not torch.allclose(gelu.reconstruct(x), relu.reconstruct(x))

@@ -60,6 +60,8 @@ class ModelConfig:
     hvae_encoder_blocks: int = option(2, "hvae: residual cells per resolution in the bottom-up pass", low=0)
     hvae_stride: int = option(1, "hvae: the finest level works at 1/stride of the image's resolution, through "
                               "pixel (un)shuffle: stride^2 fewer positions per convolution", low=1)
+    hvae_activation: str = option("gelu", "hvae: the cells' nonlinearity (gelu as VDVAE; relu and silu are "
+                                  "cheaper on a CPU)", choices=("gelu", "silu", "relu"))
     condition: str = option("none", "conditional VAE (mlp or conv): q(z|x,y), p(x|z,y) with y a degraded copy of "
                             "each clean image: downscale (super-resolution), jpeg (repair), noise (denoising), "
                             "occlusion (inpainting)", choices=("none", "downscale", "jpeg", "noise", "occlusion"))

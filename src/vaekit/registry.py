@@ -40,7 +40,7 @@ def _conv(cfg: ModelConfig, shape, likelihood: Likelihood) -> VAE:
 def _hvae(cfg: ModelConfig, shape, likelihood: Likelihood) -> HierarchicalVAE:
     return HierarchicalVAE(shape, likelihood, width=cfg.hvae_width, middle=cfg.hvae_middle, zdim=cfg.latent_dim,
                            groups=cfg.hvae_groups, encoder_blocks=cfg.hvae_encoder_blocks,
-                           stride=cfg.hvae_stride)
+                           stride=cfg.hvae_stride, activation=cfg.hvae_activation)
 
 
 def _vaegan(cfg: ModelConfig, shape, likelihood: Likelihood) -> VAEGAN:

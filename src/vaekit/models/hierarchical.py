@@ -42,15 +42,16 @@ class LatentGroup(nn.Module):
     """One top-down step: prior and posterior of one group of latents (zdim channels at this
     resolution), then the update of the shared state h."""
 
-    def __init__(self, width: int, middle: int, zdim: int, depth_scale: float):
+    def __init__(self, width: int, middle: int, zdim: int, depth_scale: float, activation: str = "gelu"):
         super().__init__()
         self.zdim = zdim
-        self.posterior = Bottleneck(2 * width, middle, 2 * zdim, residual=False)
-        self.prior = Bottleneck(width, middle, 2 * zdim + width, residual=False, zero_last=True)
+        self.posterior = Bottleneck(2 * width, middle, 2 * zdim, residual=False, activation=activation)
+        self.prior = Bottleneck(width, middle, 2 * zdim + width, residual=False, zero_last=True,
+                                activation=activation)
         self.z_proj = nn.Conv2d(zdim, width, 1)
         with torch.no_grad():
             self.z_proj.weight.mul_(depth_scale)
-        self.cell = Bottleneck(width, middle, width, last_scale=depth_scale)
+        self.cell = Bottleneck(width, middle, width, last_scale=depth_scale, activation=activation)
 
     def forward(self, h, act=None, mode="analytic", z=None, temperature=1.0, generator=None):
         """mode: 'analytic' (sample q, return the KL), 'log_ratio' (sample q, return log q - log p at z),
@@ -83,13 +84,13 @@ class LatentGroup(nn.Module):
 class HierarchicalVAE(ImageVAE):
     """groups[i] latent groups at resolution H/2^(L-1-i) (coarsest first, L = len(groups));
     `encoder_blocks` residual cells per resolution on the way up; zdim latent channels per group;
-    the finest level at 1/stride of the image's resolution."""
+    the finest level at 1/stride of the image's resolution; `activation` inside every cell."""
 
     samples_per_pass = 1000  # image-samples per IWAE chunk that fit comfortably in memory
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: Likelihood, width: int = 64,
                  middle: int = 16, zdim: int = 8, groups: tuple[int, ...] = (2, 4, 4), encoder_blocks: int = 2,
-                 stride: int = 1):
+                 stride: int = 1, activation: str = "gelu"):
         super().__init__(image_shape, likelihood)
         c, h, w = image_shape
         if h % stride or w % stride:
@@ -101,10 +102,12 @@ class HierarchicalVAE(ImageVAE):
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(stride), nn.PixelShuffle(stride)
         self.stem = nn.Conv2d(c * stride**2, width, 3, padding=1)
         self.up_cells = nn.ModuleList([
-            nn.Sequential(*[Bottleneck(width, middle, width, last_scale=depth_scale) for _ in range(encoder_blocks)])
+            nn.Sequential(*[Bottleneck(width, middle, width, last_scale=depth_scale, activation=activation)
+                            for _ in range(encoder_blocks)])
             for _ in groups])
         self.levels = nn.ModuleList([  # coarsest first
-            nn.ModuleList([LatentGroup(width, middle, zdim, depth_scale) for _ in range(n)]) for n in groups])
+            nn.ModuleList([LatentGroup(width, middle, zdim, depth_scale, activation) for _ in range(n)])
+            for n in groups])
         self.h_top = nn.Parameter(torch.zeros(1, width, *self.sizes[-1]))
         self.out = nn.Conv2d(width, likelihood.params_per_channel * c * stride**2, 1)
         self.zdim = zdim
