@@ -48,8 +48,8 @@ def main(argv=None) -> int:
         seconds = step_seconds(MODELS[name]["model"], args.rounds)
         results[name] = {"seconds_per_step": seconds,
                          "speedup_over_gelu": {a: seconds["gelu"] / s for a, s in seconds.items()}}
-        print(f"{name}: " + ", ".join(f"{a} {s * 1000:.1f} ms ({seconds['gelu'] / s:.2f}x)" for a, s in seconds.items()),
-              flush=True)
+        timings = [f"{a} {s * 1000:.1f} ms ({seconds['gelu'] / s:.2f}x)" for a, s in seconds.items()]
+        print(f"{name}: " + ", ".join(timings), flush=True)
     write_result(args.out, {"machine": machine(), "batch": 64, "steps_per_turn": STEPS_PER_TURN,
                             "rounds": args.rounds, "results": results})
     return 0
