@@ -25,14 +25,13 @@ atexit.register(shutil.rmtree, CACHE, True)
 import torch
 
 from common import interleaved_step_seconds, machine, write_result
-from memory_format import training_step
+from memory_format import STEPS_PER_TURN, training_step
 from mnist_likelihood import MODELS
 
 from vaekit.config import Config, binarizes
 from vaekit.engine.trainer import make_optimizer
 from vaekit.registry import build_model
 
-STEPS_PER_TURN = 8
 CASES = {"MLP VAE 784-400-20, binarized MNIST": "mlp", "hierarchical VAE, binarized MNIST": "hvae",
          "hierarchical VAE, 8-bit MNIST": "hvae-8bit"}  # name: model of benchmarks/mnist_likelihood.py
 
