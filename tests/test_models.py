@@ -86,7 +86,9 @@ def test_iwae_bound_is_tighter_than_elbo_and_chunking_is_exact():
     x = torch.bernoulli(torch.rand(4, 1, 28, 28))
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
     whole = iwae_bound(model, x, 64, g(), chunk=64)
-    chunked = iwae_bound(model, x, 64, g(), chunk=10)
+    chunks = []
+    chunked = iwae_bound(model, x, 64, g(), chunk=10, on_chunk=chunks.append)
+    assert chunks == [10] * 6 + [4]  # what a progress bar is told, chunk by chunk
     elbo = model.log_weights(x, 2000, g()).mean(0)
     assert (whole > elbo).all()
     assert whole.shape == (4,)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,14 +44,17 @@ def iwae_loss(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generat
 
 @torch.no_grad()
 def iwae_bound(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-               chunk: int = 256) -> torch.Tensor:
+               chunk: int = 256, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
     """log p(x) >= log (1/k) sum_i w_i per image, (B,), evaluated in chunks of samples so that
-    k in the thousands fits in memory (the chunks' log-sum-exps combine exactly)."""
+    k in the thousands fits in memory (the chunks' log-sum-exps combine exactly). `on_chunk` gets
+    each chunk's number of samples as it finishes, so a progress bar can move within one batch."""
     context = model.inference_context(x)
     parts = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         parts.append(torch.logsumexp(model.log_weights(x, n, generator, context=context), 0))
+        if on_chunk is not None:
+            on_chunk(n)
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
 
