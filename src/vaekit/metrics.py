@@ -32,20 +32,20 @@ def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size:
     model.eval()
     totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "iwae": 0.0}
     # counted in posterior samples (images x k): with k in the thousands one batch takes minutes
-    bar = tqdm(total=len(images) * max(1, iwae_k), desc="evaluating", unit="sample", unit_scale=True,
-               disable=not progress, leave=False)
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size]
-        out = model(x, generator=generator)
-        totals["recon"] += -out.log_px.sum().item()
-        totals["kl"] += out.kl.sum().item()
-        if iwae_k:
-            chunk = max(1, model.samples_per_pass // len(x))
-            bound = iwae_bound(model, x, iwae_k, generator, chunk=chunk, on_chunk=lambda n: bar.update(n * len(x)))
-            totals["iwae"] += -bound.sum().item()
-        else:
-            bar.update(len(x))
-    bar.close()
+    with tqdm(total=len(images) * max(1, iwae_k), desc="evaluating", unit="sample", unit_scale=True,
+              disable=not progress, leave=False) as bar:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size]
+            out = model(x, generator=generator)
+            totals["recon"] += -out.log_px.sum().item()
+            totals["kl"] += out.kl.sum().item()
+            if iwae_k:
+                chunk = max(1, model.samples_per_pass // len(x))
+                bound = iwae_bound(model, x, iwae_k, generator, chunk=chunk,
+                                   on_chunk=lambda n: bar.update(n * len(x)))
+                totals["iwae"] += -bound.sum().item()
+            else:
+                bar.update(len(x))
     n = len(images)
     dims = math.prod(images.shape[1:])
     discrete = model.likelihood.discrete
