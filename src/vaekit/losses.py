@@ -44,10 +44,12 @@ def iwae_loss(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generat
 
 @torch.no_grad()
 def iwae_bound(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-               chunk: int = 256, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
+               chunk: int | None = None, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
     """log p(x) >= log (1/k) sum_i w_i per image, (B,), evaluated in chunks of samples so that
-    k in the thousands fits in memory (the chunks' log-sum-exps combine exactly). `on_chunk` gets
-    each chunk's number of samples as it finishes, so a progress bar can move within one batch."""
+    k in the thousands fits in memory (the chunks' log-sum-exps combine exactly); by default a chunk
+    holds the model's `samples_per_pass` image-samples. `on_chunk` gets each chunk's number of
+    samples as it finishes, so a progress bar can move within one batch."""
+    chunk = chunk or max(1, model.samples_per_pass // len(x))
     context = model.inference_context(x)
     parts = []
     for start in range(0, k, chunk):

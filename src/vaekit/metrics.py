@@ -30,7 +30,7 @@ def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size:
     """Mean per-image metrics over `images` (float, (N, C, H, W), already prepared: binarized
     for Bernoulli models). ELBO with one posterior sample; IWAE NLL with k samples if k > 0."""
     model.eval()
-    totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "iwae": 0.0}
+    totals = {"recon": 0.0, "kl": 0.0, "iwae": 0.0}
     # counted in posterior samples (images x k): with k in the thousands one batch takes minutes
     with tqdm(total=len(images) * max(1, iwae_k), desc="evaluating", unit="sample", unit_scale=True,
               disable=not progress, leave=False) as bar:
@@ -40,9 +40,7 @@ def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size:
             totals["recon"] += -out.log_px.sum().item()
             totals["kl"] += out.kl.sum().item()
             if iwae_k:
-                chunk = max(1, model.samples_per_pass // len(x))
-                bound = iwae_bound(model, x, iwae_k, generator, chunk=chunk,
-                                   on_chunk=lambda n: bar.update(n * len(x)))
+                bound = iwae_bound(model, x, iwae_k, generator, on_chunk=lambda n: bar.update(n * len(x)))
                 totals["iwae"] += -bound.sum().item()
             else:
                 bar.update(len(x))

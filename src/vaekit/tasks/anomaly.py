@@ -44,7 +44,7 @@ def score_batch(model: VAE, x: torch.Tensor, score: str, k: int, generator: torc
     if score == "elbo":
         return -model.log_weights(x, k, generator).mean(0)
     if score == "iwae":
-        return -iwae_bound(model, x, k, generator, chunk=max(1, 20000 // len(x)))
+        return -iwae_bound(model, x, k, generator)
     raise DataError(f"unknown anomaly score {score!r}; choose one of {', '.join(SCORES)}")
 
 
