@@ -5,7 +5,7 @@ import torch
 
 from vaekit.config import Config
 from vaekit.errors import DataError
-from vaekit.losses import elbo_loss, iwae_bound, iwae_loss
+from vaekit.losses import elbo_estimate, elbo_loss, iwae_bound, iwae_loss
 from vaekit.models.likelihoods import Bernoulli, DiscretizedLogisticMixture, Gaussian
 from vaekit.registry import build_model
 
@@ -96,6 +96,17 @@ def test_iwae_bound_is_tighter_than_elbo_and_chunking_is_exact():
     # the same 64 samples drawn in chunks of 10 vs at once differ only by the RNG stream; with k=1 the
     # bound is the ELBO sample
     torch.testing.assert_close(iwae_bound(model, x, 1, g(), chunk=1), model.log_weights(x, 1, g())[0])
+
+
+def test_elbo_estimate_in_chunks_is_the_mean_log_weight_and_below_the_iwae_bound():
+    model = model_for("mlp")
+    x = torch.bernoulli(torch.rand(4, 1, 28, 28))
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    torch.testing.assert_close(elbo_estimate(model, x, 64, g(), chunk=64), model.log_weights(x, 64, g()).mean(0))
+    chunks = []
+    elbo = elbo_estimate(model, x, 64, g(), chunk=10, on_chunk=chunks.append)
+    assert chunks == [10] * 6 + [4]
+    assert (elbo < iwae_bound(model, x, 64, g(), chunk=10)).all()  # the same 64 samples: Jensen, per image
 
 
 def test_elbo_loss_terms_and_free_bits():

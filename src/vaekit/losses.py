@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -42,22 +42,37 @@ def iwae_loss(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generat
     return LossTerms(-bound, -bound.detach(), -bound.detach(), torch.zeros(()))
 
 
+def log_weight_chunks(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                      chunk: int | None = None,
+                      on_chunk: Callable[[int], None] | None = None) -> Iterator[torch.Tensor]:
+    """The k importance log-weights of images x, (n, B) a chunk at a time, so that k in the
+    thousands fits in memory; by default a chunk holds the model's `samples_per_pass`
+    image-samples. `on_chunk` gets each chunk's n as it is drawn, so a progress bar can move
+    within one batch."""
+    chunk = chunk or max(1, model.samples_per_pass // len(x))
+    context = model.inference_context(x)
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        yield model.log_weights(x, n, generator, context=context)
+        if on_chunk is not None:
+            on_chunk(n)
+
+
 @torch.no_grad()
 def iwae_bound(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                chunk: int | None = None, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
-    """log p(x) >= log (1/k) sum_i w_i per image, (B,), evaluated in chunks of samples so that
-    k in the thousands fits in memory (the chunks' log-sum-exps combine exactly); by default a chunk
-    holds the model's `samples_per_pass` image-samples. `on_chunk` gets each chunk's number of
-    samples as it finishes, so a progress bar can move within one batch."""
-    chunk = chunk or max(1, model.samples_per_pass // len(x))
-    context = model.inference_context(x)
-    parts = []
-    for start in range(0, k, chunk):
-        n = min(chunk, k - start)
-        parts.append(torch.logsumexp(model.log_weights(x, n, generator, context=context), 0))
-        if on_chunk is not None:
-            on_chunk(n)
+    """log p(x) >= log (1/k) sum_i w_i per image, (B,), from chunks of samples (their
+    log-sum-exps combine exactly)."""
+    parts = [torch.logsumexp(w, 0) for w in log_weight_chunks(model, x, k, generator, chunk, on_chunk)]
     return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
+
+
+@torch.no_grad()
+def elbo_estimate(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                  chunk: int | None = None, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
+    """The ELBO per image, (B,), averaged over k posterior samples drawn in chunks as for
+    `iwae_bound` (the same generator state gives both the same samples)."""
+    return sum(w.sum(0) for w in log_weight_chunks(model, x, k, generator, chunk, on_chunk)) / k
 
 
 def rate_distortion_loss(out: CodecOutput, x: torch.Tensor, lambdas: torch.Tensor) -> LossTerms:

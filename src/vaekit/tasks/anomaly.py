@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from vaekit.engine.batches import to_unit
 from vaekit.engine.files import atomic_dir
 from vaekit.errors import DataError
 from vaekit.imaging import save_grid
-from vaekit.losses import iwae_bound
+from vaekit.losses import elbo_estimate, iwae_bound
 from vaekit.models.vae import VAE
 
 SCORES = ("elbo", "iwae", "recon")
@@ -36,15 +37,20 @@ SUMMARY_FILE = "summary.json"
 
 
 @torch.no_grad()
-def score_batch(model: VAE, x: torch.Tensor, score: str, k: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Anomaly scores of images x (B, C, H, W) in [0, 1]: (B,) nats."""
+def score_batch(model: VAE, x: torch.Tensor, score: str, k: int, generator: torch.Generator | None,
+                on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Anomaly scores of images x (B, C, H, W) in [0, 1]: (B,) nats. `on_chunk` gets the number of
+    posterior samples per image in each chunk as it is drawn (one for `recon`)."""
     if score == "recon":
         posterior = model.encode(x)
-        return -model.likelihood.log_prob(model.decoder(posterior.mean), x)
+        scores = -model.likelihood.log_prob(model.decoder(posterior.mean), x)
+        if on_chunk is not None:
+            on_chunk(1)
+        return scores
     if score == "elbo":
-        return -model.log_weights(x, k, generator).mean(0)
+        return -elbo_estimate(model, x, k, generator, on_chunk=on_chunk)
     if score == "iwae":
-        return -iwae_bound(model, x, k, generator)
+        return -iwae_bound(model, x, k, generator, on_chunk=on_chunk)
     raise DataError(f"unknown anomaly score {score!r}; choose one of {', '.join(SCORES)}")
 
 
@@ -62,11 +68,15 @@ def anomaly_scores(model: VAE, images: torch.Tensor, score: str = "iwae", k: int
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=f"scoring ({score})", unit="batch",
-                      disable=not progress, leave=False):
-        x = images[start:start + batch_size]
-        x = to_unit(x) if x.dtype == torch.uint8 else x.float()
-        out.append(score_batch(model, x, score, k, generator).double())
+    samples = 1 if score == "recon" else k
+    # counted in posterior samples (images x k), moving chunk by chunk: one batch of a deep model can take minutes
+    with tqdm(total=len(images) * samples, desc=f"scoring ({score})", unit="sample", unit_scale=True,
+              disable=not progress, leave=False) as bar:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size]
+            x = to_unit(x) if x.dtype == torch.uint8 else x.float()
+            scores = score_batch(model, x, score, k, generator, on_chunk=lambda n: bar.update(n * len(x)))
+            out.append(scores.double())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
