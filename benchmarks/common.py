@@ -34,8 +34,19 @@ def mnist_protocol(data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    """Enough to tell machines apart: the same script runs 2-3x faster on some x86 CPUs than on
+    others, so timings compare only within one CPU model and instruction set."""
+    return {"cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "date": date.today().isoformat()}
+
+
+def cpu_model() -> str:
+    from vaekit.engine.precision import read_cpuinfo
+
+    lines = (read_cpuinfo() or "").splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor() or "unknown")
 
 
 def earlier(path: str | Path, key: str) -> dict:

@@ -20,6 +20,7 @@ from common import interleaved_step_seconds, machine, write_result
 from mnist_likelihood import MODELS
 
 from vaekit.config import Config
+from vaekit.engine import precision
 from vaekit.engine.trainer import compute_loss, make_optimizer
 from vaekit.registry import build_model
 
@@ -46,12 +47,13 @@ def step_seconds(model_settings: dict, shape: tuple[int, int, int], batch: int, 
     return interleaved_step_seconds(steps, rounds, STEPS_PER_TURN)
 
 
-def training_step(model, optimizer, x: torch.Tensor, config: Config):
+def training_step(model, optimizer, x: torch.Tensor, config: Config, number_format: str = "fp32"):
     """One step of `vaekit train`'s loop on a fixed batch, as a function to call repeatedly."""
     generator = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        loss = compute_loss(model, x, config, 1.0, generator).loss
+        with precision.autocast(number_format, x.device):
+            loss = compute_loss(model, x, config, 1.0, generator).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,4 +1,5 @@
 import json
+import math
 import time
 
 import pytest
@@ -229,3 +230,63 @@ def test_dynamic_binarization_draws_each_pixel_with_probability_pixel_over_255()
     p = levels.double() / 255
     assert freq[0] == 0 and freq[255] == 1
     assert ((freq.double() - p).abs() <= 5 * (p * (1 - p) / 20_000).sqrt()).all()  # 0 at the ends
+
+
+
+@pytest.mark.parametrize("model", [{"arch": "mlp"},
+                                   {"arch": "conv", "hidden_dims": (8, 16), "fc_dim": 32},
+                                   {"arch": "hvae", "likelihood": "logistic-mixture", "hvae_width": 8,
+                                    "hvae_middle": 4, "hvae_groups": (1, 1)}])
+def test_bf16_step_runs_its_products_in_bf16_and_its_loss_in_fp32(model):
+    from vaekit.engine import precision
+
+    cfg = tiny_config(**model, image_shape=(1, 8, 8))
+    torch.manual_seed(0)
+    net = build_model(cfg.model)
+    x = torch.rand(16, 1, 8, 8).round()
+    products = []
+    record = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: products.append(out.dtype) if isinstance(module, (torch.nn.Linear,
+                                                                                     torch.nn.Conv2d)) else None)
+    try:
+        fp32 = trainer.compute_loss(net, x, cfg, 1.0, torch.Generator().manual_seed(1))
+        assert set(products) == {torch.float32}
+        products.clear()
+        with precision.autocast("bf16", torch.device("cpu")):
+            bf16 = trainer.compute_loss(net, x, cfg, 1.0, torch.Generator().manual_seed(1))
+        assert set(products) == {torch.bfloat16}
+    finally:
+        record.remove()
+    assert bf16.loss.dtype == bf16.kl.dtype == torch.float32
+    assert bf16.neg_elbo.item() == pytest.approx(fp32.neg_elbo.item(), rel=2e-2)
+
+
+def test_bf16_runs_train_and_resume_in_either_precision(tmp_path):
+    fit(tiny_config(epochs=1, precision="bf16"), tmp_path / "run", progress=False)
+    run = fit(tiny_config(epochs=2), tmp_path / "run", resume=True, progress=False)
+    assert [h["epoch"] for h in run.history] == [1, 2]
+    assert all(math.isfinite(h["val_neg_elbo_nats"]) for h in run.history)
+
+
+def test_bf16_is_refused_where_a_loss_needs_fp32_and_fp64_stays_fp64(tmp_path):
+    from vaekit.errors import ConfigError
+    from vaekit.models.distributions import DiagonalGaussian
+
+    for model in ({"arch": "factorized"}, {"arch": "vaegan"}):
+        with pytest.raises(ConfigError, match="trains in fp32"):
+            fit(tiny_config(**model, precision="bf16"), tmp_path / model["arch"], progress=False)
+    q = DiagonalGaussian(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64))
+    assert q.mean.dtype == q.log_var.dtype == torch.float64  # the bits-back coder's arithmetic
+
+def test_bf16_units_are_read_from_the_cpu_flags_and_their_absence_is_warned(monkeypatch, capsys):
+    from vaekit.engine import precision
+
+    assert precision.cpu_has_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n") is True
+    assert precision.cpu_has_bf16("flags\t\t: fpu sse2 avx2 fma\n") is False
+    assert precision.cpu_has_bf16("Features\t: fp asimd bf16 i8mm\n") is True
+    assert precision.cpu_has_bf16("model name : something\n") is None
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    precision.warn_if_emulated("fp32", torch.device("cpu"))
+    assert capsys.readouterr().err == ""
+    precision.warn_if_emulated("bf16", torch.device("cpu"))
+    assert "without bf16 units" in capsys.readouterr().err

@@ -140,6 +140,9 @@ class TrainConfig:
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
     channels_last: bool = option(False, "keep batches and convolution weights channels-last (NHWC) in memory: "
                                  "faster convolutions for some models (docs/benchmarks.md)")
+    precision: str = option("fp32", "number format of the training step's products: bf16 autocasts them to "
+                            "bfloat16, faster only on CPUs with bf16 units (docs/benchmarks.md); "
+                            "weights, optimizer, losses and evaluation stay fp32", choices=("fp32", "bf16"))
     max_nonfinite_steps: int = option(20, "stop after this many skipped non-finite steps", low=0)
     init_bias: bool = option(True, "start the decoder's output bias at the data's mean image (Bernoulli)")
 

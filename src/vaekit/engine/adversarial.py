@@ -98,7 +98,9 @@ def check_supported(config: Config, world: distributed.World) -> None:
     problems = [(world.size > 1, "trains in one process (run it without torchrun)"),
                 (tc.iwae_k > 1, "trains with the single-sample ELBO (set iwae_k=1)"),
                 (config.mechanism.active, "has no noise or occlusion mechanism (set them to none)"),
-                (m.condition != "none", "is unconditional (set condition=none)")]
+                (m.condition != "none", "is unconditional (set condition=none)"),
+                (tc.precision != "fp32", "trains in fp32: its feature loss is not kept in full precision under bf16 "
+                                         "(set precision=fp32)")]
     for bad, what in problems:
         if bad:
             raise ConfigError(f"--model vaegan {what}")

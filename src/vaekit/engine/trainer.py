@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from vaekit.config import Config, binarizes
 from vaekit.corruption import degrade
 from vaekit.data import ImageDataset, load_dataset
-from vaekit.engine import checkpoint, distributed
+from vaekit.engine import checkpoint, distributed, precision
 from vaekit.engine.batches import batches, epoch_generator, split_validation, to_unit
 from vaekit.engine.files import write_text
 from vaekit.errors import CheckpointError, TrainingError
@@ -188,6 +188,10 @@ class Trainer:
         if self.tc.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.forward_model = DistributedDataParallel(self.model) if world.size > 1 else self.model
+        self.device = next(self.model.parameters()).device
+        precision.check_supported(config)
+        if world.is_main:
+            precision.warn_if_emulated(self.tc.precision, self.device)
         self.optimizer = make_optimizer(self.model, self.tc)
         self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}  # saved and resumed beside `optimizer`
         self.skipped_in_a_row = 0
@@ -209,7 +213,8 @@ class Trainer:
             x = self.in_layout(self.world.shard(x))
             set_lr(self.optimizer, tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc))
             beta = kl_weight(state["step"], self.steps_per_epoch, tc)
-            terms = compute_loss(self.forward_model, x, self.config, beta, g)
+            with precision.autocast(self.tc.precision, self.device):
+                terms = compute_loss(self.forward_model, x, self.config, beta, g)
             self.optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             if not self.update_is_sound(terms.loss, epoch):
@@ -290,10 +295,10 @@ def skip_step(state: dict, tc, epoch: int, run_dir: Path) -> None:
 
 
 def check_same_run(saved: Config, new: Config, run_dir: Path) -> None:
-    """Resuming is only exact with the same settings; only the epoch count may grow, and the threads
-    and memory layout may change (they change speed and rounding, not the model)."""
+    """Resuming is only exact with the same settings; only the epoch count may grow, and the threads,
+    memory layout and precision may change (they change speed and rounding, not the model)."""
     a, b = saved.to_dict(), new.to_dict()
-    for key in ("epochs", "threads", "channels_last"):
+    for key in ("epochs", "threads", "channels_last", "precision"):
         a["train"].pop(key), b["train"].pop(key)
     for section in a:
         for key in a[section]:

@@ -8,15 +8,21 @@ import torch
 LOG_2PI = math.log(2 * math.pi)
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """bf16 (from a --precision bf16 step) raised to fp32, for values that sums of many terms are
+    made of; fp32 and the bits-back coder's fp64 pass unchanged."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 class DiagonalGaussian:
     """q(z | x) = N(mean, diag(exp(log_var))), with reparameterized sampling.
 
-    mean, log_var: (B, D).
+    mean, log_var: (B, D), at least fp32 (the KL is summed from them, and bf16 keeps 3 digits).
     """
 
     def __init__(self, mean: torch.Tensor, log_var: torch.Tensor):
-        self.mean = mean
-        self.log_var = log_var.clamp(-30.0, 20.0)
+        self.mean = at_least_fp32(mean)
+        self.log_var = at_least_fp32(log_var).clamp(-30.0, 20.0)
 
     @property
     def std(self) -> torch.Tensor:

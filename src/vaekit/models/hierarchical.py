@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.errors import ConfigError
-from vaekit.models.distributions import LOG_2PI, DiagonalGaussian
+from vaekit.models.distributions import LOG_2PI, DiagonalGaussian, at_least_fp32
 from vaekit.models.likelihoods import Likelihood
 from vaekit.models.vae import ImageVAE, VAEOutput
 from vaekit.nn.blocks import Bottleneck
@@ -58,12 +58,13 @@ class LatentGroup(nn.Module):
         'mode' (posterior means), 'prior' (sample p at `temperature`; 0 gives its means).
         Returns the new h, the group's statistic per image (B,) or None, and z."""
         pm, p_logstd, feat = self.prior(h).split([self.zdim, self.zdim, h.shape[1]], dim=1)
+        pm, p_logstd = at_least_fp32(pm), at_least_fp32(p_logstd)  # z, its KL and log-ratio in full precision
         stat = None
         if mode == "prior" or (act is None and z is None):
             if z is None:
                 z = pm + temperature * torch.exp(p_logstd) * self._noise(pm, generator) if temperature else pm
         elif z is None:
-            qm, q_logstd = self.posterior(torch.cat([h, act], dim=1)).chunk(2, dim=1)
+            qm, q_logstd = (at_least_fp32(t) for t in self.posterior(torch.cat([h, act], dim=1)).chunk(2, dim=1))
             z = qm if mode == "mode" else qm + torch.exp(q_logstd) * self._noise(qm, generator)
             if mode == "analytic":
                 stat = gaussian_kl(qm, q_logstd, pm, p_logstd).flatten(1).sum(1)
