@@ -34,14 +34,18 @@ def mnist_protocol(data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def machine() -> dict:
-    """Enough to tell machines apart: the same script runs 2-3x faster on some x86 CPUs than on
-    others, so timings compare only within one CPU model and instruction set."""
+    """What the timings depend on: the same script runs 2-3x faster on some x86 CPUs than on others
+    (and bf16 pays only with bf16 units), so timings compare only within one such description."""
+    from vaekit.engine.precision import cpu_has_bf16
+
     return {"cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_has_bf16": cpu_has_bf16(),
+            "cores": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "date": date.today().isoformat()}
 
 
 def cpu_model() -> str:
+    """The CPU's marketing name, from /proc/cpuinfo (Linux) or the platform module."""
     from vaekit.engine.precision import read_cpuinfo
 
     lines = (read_cpuinfo() or "").splitlines()

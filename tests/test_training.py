@@ -232,7 +232,6 @@ def test_dynamic_binarization_draws_each_pixel_with_probability_pixel_over_255()
     assert ((freq.double() - p).abs() <= 5 * (p * (1 - p) / 20_000).sqrt()).all()  # 0 at the ends
 
 
-
 @pytest.mark.parametrize("model", [{"arch": "mlp"},
                                    {"arch": "conv", "hidden_dims": (8, 16), "fc_dim": 32},
                                    {"arch": "hvae", "likelihood": "logistic-mixture", "hvae_width": 8,
@@ -257,12 +256,23 @@ def test_bf16_step_runs_its_products_in_bf16_and_its_loss_in_fp32(model):
         assert set(products) == {torch.bfloat16}
     finally:
         record.remove()
-    assert bf16.loss.dtype == bf16.kl.dtype == torch.float32
+    assert bf16.loss.dtype == bf16.recon.dtype == bf16.kl.dtype == torch.float32
     assert bf16.neg_elbo.item() == pytest.approx(fp32.neg_elbo.item(), rel=2e-2)
 
 
-def test_bf16_runs_train_and_resume_in_either_precision(tmp_path):
+def test_bf16_runs_train_and_resume_in_either_precision(tmp_path, monkeypatch):
+    from vaekit.engine import precision
+
+    formats = []
+    autocast = precision.autocast
+
+    def recording(number_format, device):
+        formats.append(number_format)
+        return autocast(number_format, device)
+
+    monkeypatch.setattr(precision, "autocast", recording)
     fit(tiny_config(epochs=1, precision="bf16"), tmp_path / "run", progress=False)
+    assert formats and set(formats) == {"bf16"}
     run = fit(tiny_config(epochs=2), tmp_path / "run", resume=True, progress=False)
     assert [h["epoch"] for h in run.history] == [1, 2]
     assert all(math.isfinite(h["val_neg_elbo_nats"]) for h in run.history)
@@ -271,12 +281,16 @@ def test_bf16_runs_train_and_resume_in_either_precision(tmp_path):
 def test_bf16_is_refused_where_a_loss_needs_fp32_and_fp64_stays_fp64(tmp_path):
     from vaekit.errors import ConfigError
     from vaekit.models.distributions import DiagonalGaussian
+    from vaekit.models.likelihoods import Bernoulli
 
     for model in ({"arch": "factorized"}, {"arch": "vaegan"}):
         with pytest.raises(ConfigError, match="trains in fp32"):
             fit(tiny_config(**model, precision="bf16"), tmp_path / model["arch"], progress=False)
     q = DiagonalGaussian(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64))
     assert q.mean.dtype == q.log_var.dtype == torch.float64  # the bits-back coder's arithmetic
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64).round()
+    assert Bernoulli().log_prob(torch.zeros(2, 1, 4, 4, dtype=torch.float64), x).dtype == torch.float64
+
 
 def test_bf16_units_are_read_from_the_cpu_flags_and_their_absence_is_warned(monkeypatch, capsys):
     from vaekit.engine import precision

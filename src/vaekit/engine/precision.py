@@ -18,13 +18,15 @@ BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The context a training step's forward pass and loss run in."""
+    """The context a training step's forward pass and loss run in; the backward pass and the
+    optimizer step stay outside it, as autocast expects (gradients come back in the weights' fp32)."""
     if precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def check_supported(config: Config) -> None:
+    """Refuse bf16 for models whose loss would lose precision under it (casts not written for them)."""
     if config.train.precision == "bf16" and config.model.arch in CODEC_ARCHITECTURES:
         raise ConfigError(f"--model {config.model.arch} trains in fp32: its rate estimate (the entropy model's "
                           "bin probabilities) is not kept in full precision under bf16 (set precision=fp32)")
