@@ -7,9 +7,9 @@ Each model's epoch count is set from a timed calibration so that its training fi
 cosine schedule needs it up front). The curve is the validation -ELBO after each epoch against
 minutes; the final point is the IWAE NLL on the test set (binarized once with seed 0; `hvae-8bit` and
 its variants `hvae-8bit-wide` and `hvae-8bit-relu` are the hierarchical VAE on the 8-bit grey
-levels, scored in bits/dim): k=5000 on all 10,000 images for the MLP; for the conv models, whose passes cost far more,
-k and the number of test images are lowered (--conv-iwae, --conv-eval-images) and stated in the
-output. Models can be run separately, with different budgets: each run updates its models' entries in
+levels, scored in bits/dim): k=5000 on all 10,000 images for the MLP; for the conv models, whose
+passes cost far more, k and the number of test images are lowered (--conv-iwae, --conv-eval-images)
+and stated in the output. Models can be run separately, with different budgets: each run updates its models' entries in
 the JSON and the plot.
 """
 from __future__ import annotations

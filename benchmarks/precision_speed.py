@@ -7,8 +7,8 @@ it, and the conv VAE at batch 128; the hierarchical VAEs at 64, channels-last as
 thread count, two copies with the same initial weights take training steps (loss, backward,
 AdamW) on the same batch, one in each number format, taking turns of 8 steps; medians after a warm-up
 round, and the speed-up (fp32 / bf16: above 1 means bf16 is faster). Also the machine's matrix-product
-rate in each format (512-square, small enough for emulated bf16 to finish) and whether its CPU flags
-show bf16 units: without them bf16 is emulated and slow.
+rate in each format (512-square, small enough for emulated bf16 to finish); `machine` in the JSON
+says whether the CPU flags show bf16 units, without which bf16 is emulated and slow.
 Speed only: what bf16 does to the likelihood is measured by `peer_speed.py --precision bf16`.
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ from memory_format import STEPS_PER_TURN, training_step
 from mnist_likelihood import MODELS
 
 from vaekit.config import Config
-from vaekit.engine.precision import cpu_has_bf16
 from vaekit.engine.trainer import make_optimizer
 from vaekit.registry import build_model
 
@@ -69,8 +68,8 @@ def main(argv=None) -> int:
                             "seconds_per_step": seconds, "bf16_speedup": speedup})
             print(f"  {case}: fp32 {seconds['fp32'] * 1000:.1f} ms, bf16 {seconds['bf16'] * 1000:.1f} ms "
                   f"per step ({speedup:.2f}x)", flush=True)
-    write_result(args.out, {"machine": machine(), "cpu_has_bf16": cpu_has_bf16(), "steps_per_turn": STEPS_PER_TURN,
-                            "rounds": args.rounds, "results": results})
+    write_result(args.out, {"machine": machine(), "steps_per_turn": STEPS_PER_TURN, "rounds": args.rounds,
+                            "results": results})
     return 0
 
 
