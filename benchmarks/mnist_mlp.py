@@ -26,9 +26,10 @@ from vaekit.registry import build_model
 # vaekit's best recipe for this fixed architecture, batch and epoch budget (benchmarks/mlp_recipes.py):
 # a 3x higher constant learning rate with EMA weights for evaluation, decoder bias started at the data
 # mean. At 10 epochs training is learning-rate-limited: a cosine decay or a lower rate loses nats.
+# The EMA is folded in every 10th step: the same NLL, a 4-7% faster step (benchmarks/ema_speed.py).
 VAEKIT = {"data": {"data": "mnist", "val_fraction": 0},
           "model": {"arch": "mlp", "hidden_dims": [400], "latent_dim": 20, "likelihood": "bernoulli"},
-          "train": {"batch_size": 128, "lr": 3e-3, "ema_decay": 0.999}}
+          "train": {"batch_size": 128, "lr": 3e-3, "ema_decay": 0.999, "ema_every": 10}}
 
 
 def as_vaekit_model(example: ExampleVAE):

@@ -72,6 +72,19 @@ def test_discretized_logistic_mixture_is_a_distribution_over_256_values():
     assert torch.equal(samples, torch.round(samples * 255) / 255)
 
 
+@pytest.mark.parametrize("likelihood", [Bernoulli(), Gaussian(), Gaussian(std=None), DiscretizedLogisticMixture(3)])
+def test_bf16_outputs_and_images_are_scored_in_fp32(likelihood):
+    """log_prob sums hundreds of pixels, and bf16 keeps 3 digits: a --precision bf16 step's decoder
+    outputs (and any bf16 images) are scored exactly as their fp32 values are."""
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 8, 8).mul(255).round().div(255)
+    x = (x.round() if isinstance(likelihood, Bernoulli) else x).bfloat16()
+    params = torch.randn(4, likelihood.params_per_channel, 8, 8).bfloat16()
+    scored = likelihood.log_prob(params, x)
+    assert scored.dtype == torch.float32
+    assert torch.equal(scored, likelihood.log_prob(params.float(), x.float()))
+
+
 def test_kl_is_analytic_and_matches_monte_carlo():
     model = model_for("mlp")
     x = torch.rand(3, 1, 28, 28)

@@ -52,9 +52,10 @@ class Killed(Exception):
     pass
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    cfg = tiny_config(epochs=3, ema_decay=0.9, lr_schedule="cosine", warmup_steps=3, kl_warmup_epochs=1.5,
-                      grad_clip=5.0)
+@pytest.mark.parametrize("ema_every", [1, 3])  # 3: the EMA's folds fall across the epoch ends
+def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, ema_every):
+    cfg = tiny_config(epochs=3, ema_decay=0.9, ema_every=ema_every, lr_schedule="cosine", warmup_steps=3,
+                      kl_warmup_epochs=1.5, grad_clip=5.0)
     fit(cfg, tmp_path / "whole", progress=False)
 
     real = trainer.compute_loss
@@ -81,6 +82,27 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
     for k in ema_a:
         torch.testing.assert_close(ema_a[k], ema_b[k], rtol=1e-6, atol=1e-7)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def test_ema_every_k_steps_leaves_training_alone_and_keeps_the_span_of_the_average(tmp_path):
+    """Folding into the EMA every 2nd step with the decay squared: the same raw weights, half the
+    folds, and an average near the every-step one; without squaring the decay it would span twice
+    as many steps and sit twice as far away (0.42 against 0.22 of the raw weights' distance)."""
+    def load(name, file):
+        return checkpoint.load_weights(checkpoint.checkpoint_dir(tmp_path / name) / file)
+
+    fit(tiny_config(epochs=6, ema_decay=0.9), tmp_path / "every", progress=False)  # 24 steps
+    fit(tiny_config(epochs=6, ema_decay=0.9, ema_every=2), tmp_path / "second", progress=False)
+    raw, every, second = load("every", "model.safetensors"), load("every", "ema.safetensors"), load(
+        "second", "ema.safetensors")
+    assert all(torch.equal(raw[k], load("second", "model.safetensors")[k]) for k in raw)
+    assert every["n_averaged"].item() == 24 and second["n_averaged"].item() == 12
+
+    def distance(a, b):
+        return math.sqrt(sum(((a[f"module.{k}"] - b[k]) ** 2).sum().item() for k in raw))
+
+    apart = distance(second, {k: every[f"module.{k}"] for k in raw}) / distance(every, raw)
+    assert 0 < apart < 0.3
 
 
 def test_channels_last_trains_as_channels_first_and_resumes_exactly(tmp_path):
@@ -278,11 +300,15 @@ def test_bf16_runs_train_and_resume_in_either_precision(tmp_path, monkeypatch):
     assert all(math.isfinite(h["val_neg_elbo_nats"]) for h in run.history)
 
 
-def test_bf16_is_refused_where_a_loss_needs_fp32_and_fp64_stays_fp64(tmp_path):
+def test_bf16_is_refused_where_a_loss_needs_fp32_and_fp64_stays_fp64(tmp_path, monkeypatch):
     from vaekit.errors import ConfigError
     from vaekit.models.distributions import DiagonalGaussian
     from vaekit.models.likelihoods import Bernoulli
 
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the settings were refused")
+
+    monkeypatch.setattr(trainer, "prepare_data", no_data)
     for model in ({"arch": "factorized"}, {"arch": "vaegan"}):
         with pytest.raises(ConfigError, match="trains in fp32"):
             fit(tiny_config(**model, precision="bf16"), tmp_path / model["arch"], progress=False)

@@ -131,6 +131,9 @@ class TrainConfig:
                                           "in deep VAEs, as VDVAE does)", low=0.0)
     ema_decay: float | None = option(None, "keep an exponential moving average of the weights (e.g. 0.999); "
                                      "evaluation and tasks use it", low=0.0, high=1.0)
+    ema_every: int = option(1, "fold the weights into the EMA every this many steps, its decay compounded to "
+                            "match: a cheaper average for small models, whose step the pass over the weights "
+                            "slows (docs/benchmarks.md)", low=1)
     beta: float = option(1.0, "weight of the KL term (beta-VAE)", low=0.0)
     kl_warmup_epochs: float = option(0.0, "ramp the KL weight linearly from 0 to beta over this many epochs", low=0.0)
     free_bits: float = option(0.0, "minimum KL per latent dim in nats (batch average) against posterior collapse",

@@ -111,8 +111,12 @@ class AdversarialTrainer(Trainer):
     `extra_optimizers` holds the decoder's and the discriminator's, so checkpoints and `--resume`
     keep all three. Validation, history, EMA and checkpoints are the ELBO trainer's."""
 
-    def __init__(self, config: Config, data: TrainData, run_dir, world: distributed.World, progress: bool):
+    @staticmethod
+    def check_config(config: Config, world: distributed.World) -> None:
+        Trainer.check_config(config, world)
         check_supported(config, world)
+
+    def __init__(self, config: Config, data: TrainData, run_dir, world: distributed.World, progress: bool):
         super().__init__(config, data, run_dir, world, progress)
         gc = config.gan
         self.groups = parameter_groups(self.model)
@@ -143,8 +147,7 @@ class AdversarialTrainer(Trainer):
             terms = vaegan_losses(self.model, x, x_real, self.config.gan, beta, tc.free_bits, g)
             if not self.apply(terms, epoch):
                 continue
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
+            self.update_ema()
             state["step"] += 1
             n = float(len(x))
             sums += torch.stack([terms.neg_elbo * n, terms.recon * n, terms.kl * n, torch.tensor(n)])

@@ -61,15 +61,16 @@ def make_optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
         return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
 
 
-def ema_update(decay: float):
-    """EMA with a warm-up: the decay grows as min(decay, (1 + t) / (10 + t)) over updates t, so the
+def ema_update(decay: float, every: int = 1):
+    """EMA with a warm-up: the decay grows as min(decay, (1 + t) / (10 + t)) over steps t, so the
     average forgets the first, near-random weights (a fixed 0.999 still gives them 10% weight after
-    2,300 steps, which hurts short runs)."""
+    2,300 steps, which hurts short runs). Folded in every `every` steps, the decay is raised to that
+    power, so the average spans as many steps as when it is updated after each one."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
-        t = float(num_averaged)
-        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + t) / (10 + t)))
+        t = float(num_averaged) * every
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + t) / (10 + t)) ** every)
 
     return update
 
@@ -150,11 +151,13 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     world = distributed.setup(config.train.batch_size, config.train.iwae_k)
+    loop = trainer_class(config)
+    loop.check_config(config, world)
     data = data or prepare_data(config, progress=progress and world.is_main)
     config = resolve_config(config, data)
     if resume:
         check_same_run(checkpoint.read_config(run_dir), config, run_dir)
-    trainer = trainer_class(config)(config, data, run_dir, world, progress=progress and world.is_main)
+    trainer = loop(config, data, run_dir, world, progress=progress and world.is_main)
     if resume:
         trainer.state = checkpoint.load_training_state(run_dir, trainer.model, trainer.optimizer, trainer.ema,
                                                        trainer.extra_optimizers)
@@ -189,20 +192,24 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.forward_model = DistributedDataParallel(self.model) if world.size > 1 else self.model
         self.device = next(self.model.parameters()).device
-        precision.check_supported(config)
         if world.is_main:
             precision.warn_if_emulated(self.tc.precision, self.device)
         self.optimizer = make_optimizer(self.model, self.tc)
         self.extra_optimizers: dict[str, torch.optim.Optimizer] = {}  # saved and resumed beside `optimizer`
         self.skipped_in_a_row = 0
         self.epoch_log: dict = {}  # extra per-epoch numbers a subclass adds to the history
-        self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(self.tc.ema_decay),
+        self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(self.tc.ema_decay, self.tc.ema_every),
                                  use_buffers=True) if self.tc.ema_decay else None
         self.state = {"epoch": 0, "step": 0, "nonfinite_steps": 0, "skipped_updates": 0, "history": []}
         self.steps_per_epoch = math.ceil(len(data.train) / self.tc.batch_size)
 
+    @staticmethod
+    def check_config(config: Config, world: distributed.World) -> None:
+        """Refuse settings this loop cannot train, before any data is loaded."""
+        precision.check_supported(config)
+
     def run_epoch(self, epoch: int) -> None:
-        tc, state = self.tc, self.state
+        tc = self.tc
         g = epoch_generator(tc.seed, epoch)
         started = time.perf_counter()
         sums = torch.zeros(4)  # -ELBO, recon, KL (image-weighted), images
@@ -211,23 +218,35 @@ class Trainer:
         self.model.train()
         for i, x in enumerate(bar):
             x = self.in_layout(self.world.shard(x))
-            set_lr(self.optimizer, tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc))
-            beta = kl_weight(state["step"], self.steps_per_epoch, tc)
-            with precision.autocast(self.tc.precision, self.device):
-                terms = compute_loss(self.forward_model, x, self.config, beta, g)
-            self.optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if not self.update_is_sound(terms.loss, epoch):
+            terms = self.train_step(x, epoch, g)
+            if terms is None:
                 continue
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
-            state["step"] += 1
             sums += torch.stack([terms.neg_elbo * len(x), terms.recon * len(x), terms.kl * len(x),
                                  torch.tensor(float(len(x)))])
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{terms.neg_elbo.item():.2f}")
         self.end_epoch(epoch, self.world.sum(sums), time.perf_counter() - started)
+
+    def train_step(self, x: torch.Tensor, epoch: int, g: torch.Generator) -> LossTerms | None:
+        """One update from this process's batch x; None when it was skipped (see `update_is_sound`)."""
+        tc, state = self.tc, self.state
+        set_lr(self.optimizer, tc.lr * lr_factor(state["step"], self.steps_per_epoch * tc.epochs, tc))
+        beta = kl_weight(state["step"], self.steps_per_epoch, tc)
+        with precision.autocast(tc.precision, self.device):
+            terms = compute_loss(self.forward_model, x, self.config, beta, g)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        if not self.update_is_sound(terms.loss, epoch):
+            return None
+        self.optimizer.step()
+        self.update_ema()
+        state["step"] += 1
+        return terms
+
+    def update_ema(self) -> None:
+        """Fold the weights just updated into the EMA, on every `ema_every`-th step from the first."""
+        if self.ema is not None and self.state["step"] % self.tc.ema_every == 0:
+            self.ema.update_parameters(self.model)
 
     def in_layout(self, x: torch.Tensor) -> torch.Tensor:
         """A batch in the memory layout the model's weights have (--channels-last)."""

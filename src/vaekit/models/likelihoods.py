@@ -25,7 +25,7 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        per_pixel = self.log_prob_pixels(at_least_fp32(params), x)  # summed over many pixels
+        per_pixel = self.log_prob_pixels(at_least_fp32(params), at_least_fp32(x))  # summed over many pixels
         return (per_pixel if weights is None else per_pixel * weights).sum((-3, -2, -1))
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
