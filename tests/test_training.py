@@ -155,6 +155,26 @@ def test_nonfinite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
 
 
+def test_the_epoch_means_weight_each_step_by_its_images_and_leave_out_skipped_steps(tmp_path, monkeypatch):
+    real, calls = trainer.compute_loss, {"n": 0}
+
+    def compute(model, x, *args, **kwargs):  # terms that tell the batches apart: -ELBO = batch size
+        calls["n"] += 1
+        terms = real(model, x, *args, **kwargs)
+        n = torch.tensor(float(len(x)))
+        loss = terms.loss * float("nan") if calls["n"] == 2 else terms.loss
+        return trainer.LossTerms(loss, n, 2 * n, torch.tensor(1.0))
+
+    monkeypatch.setattr(trainer, "compute_loss", compute)
+    run = fit(tiny_config(epochs=1, limit=150, batch_size=64), tmp_path / "run", progress=False)
+    h = run.history[0]  # batches of 64, 64 (skipped: non-finite) and 22 images
+    assert h["nonfinite_steps"] == 1
+    assert h["train_neg_elbo_nats"] == pytest.approx((64 * 64 + 22 * 22) / 86)
+    assert h["train_recon_nats"] == pytest.approx(2 * (64 * 64 + 22 * 22) / 86)
+    assert h["train_kl_nats"] == pytest.approx(1.0)
+    assert h["images_per_second"] * h["seconds"] == pytest.approx(86)
+
+
 def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "compute_loss", nan_after(trainer.compute_loss, 5, 10**9))
     with pytest.raises(TrainingError, match="non-finite loss.*last good checkpoint"):

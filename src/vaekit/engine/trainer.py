@@ -213,6 +213,7 @@ class Trainer:
         g = epoch_generator(tc.seed, epoch)
         started = time.perf_counter()
         sums = torch.zeros(4)  # -ELBO, recon, KL (image-weighted), images
+        one = torch.ones(())  # counts the images as the step's terms are weighted by them: two ops a step
         bar = tqdm(batches(self.data.train, tc.batch_size, g, self.data.binarize), total=self.steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not self.progress, leave=False)
         self.model.train()
@@ -221,8 +222,7 @@ class Trainer:
             terms = self.train_step(x, epoch, g)
             if terms is None:
                 continue
-            sums += torch.stack([terms.neg_elbo * len(x), terms.recon * len(x), terms.kl * len(x),
-                                 torch.tensor(float(len(x)))])
+            sums.add_(torch.stack([terms.neg_elbo, terms.recon, terms.kl, one]), alpha=len(x))
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{terms.neg_elbo.item():.2f}")
         self.end_epoch(epoch, self.world.sum(sums), time.perf_counter() - started)
