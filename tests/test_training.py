@@ -236,7 +236,34 @@ def test_report_files(trained_run):
         assert (trained_run.path / name).stat().st_size > 0, name
     metrics = json.loads((trained_run.path / "metrics.json").read_text())
     assert metrics["iwae_nll_nats"] <= metrics["neg_elbo_nats"] + 0.5
+    assert metrics["split"] == "held-out"
     assert "samples.png" in (trained_run.path / "index.html").read_text()
+
+
+def test_a_run_that_kept_no_images_back_says_its_report_scored_training_images(tmp_path, capsys):
+    from vaekit.cli.training import print_run
+
+    run = vaekit.train(tiny_config(epochs=1, val_fraction=0), tmp_path / "run", progress=False)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["split"] == "training (val_fraction 0)"
+    assert "training (val_fraction 0) images" in (run.path / "index.html").read_text()
+    print_run(run.path)
+    assert "training (val_fraction 0): negative ELBO" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("train_binarize", [True, False])
+def test_a_bernoulli_model_is_scored_on_binarized_images_whatever_it_trained_on(tmp_path, monkeypatch,
+                                                                               train_binarize):
+    from vaekit import report
+    from vaekit.data import load_dataset
+    from vaekit.engine.batches import binarize_once
+
+    run = fit(tiny_config(epochs=1, binarize=train_binarize), tmp_path / "run", progress=False)
+    held_out = load_dataset("digits", "test").images[:40]
+    scored = []
+    monkeypatch.setattr(report, "evaluate", lambda model, x, **kw: scored.append(x) or {"neg_elbo_nats": 0.0})
+    report.write_report(run, held_out, tmp_path / "report", iwae_k=0, progress=False)
+    assert torch.equal(scored[0], binarize_once(held_out)[:len(scored[0])])
 
 
 def test_a_skip_threshold_that_skips_every_update_stops_the_run(tmp_path):

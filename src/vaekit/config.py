@@ -211,10 +211,17 @@ class Config:
 
 
 def binarizes(config: Config) -> bool:
-    """Whether training re-binarizes batches: as asked, else exactly when the likelihood is Bernoulli
-    and the model is not conditional (a restoration model learns the grey images it will restore)."""
+    """Whether training re-binarizes batches: as asked, else as the model is scored (`scored_binarized`)."""
     if config.data.binarize is not None:
         return config.data.binarize
+    return scored_binarized(config)
+
+
+def scored_binarized(config: Config) -> bool:
+    """Whether held-out images are binarized (once, with the protocol's seed) before the model is scored:
+    exactly when the likelihood is Bernoulli and the model is not conditional (a restoration model
+    learns the grey images it will restore). A Bernoulli likelihood is a density over binary images
+    only, so a model trained on the grey pixels is scored on binarized ones too."""
     if config.model.arch in ("factorized", "hyperprior"):  # lossy codecs reconstruct the 8-bit images
         return False
     return config.model.likelihood == "bernoulli" and config.model.condition == "none"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit.config import binarizes
+from vaekit.config import scored_binarized
 from vaekit.engine.batches import binarize_once, to_unit
 from vaekit.engine.checkpoint import Run
 from vaekit.engine.files import atomic_path, write_json, write_text
@@ -51,14 +51,15 @@ def plot_history(history: list[dict], path: Path) -> Path:
 
 
 def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = None, seed: int = 0,
-                 iwae_k: int = 100, progress: bool = True) -> Path:
+                 iwae_k: int = 100, progress: bool = True, split: str = "held-out") -> Path:
     """Write the run's pictures, metrics.json and index.html; `held_out` are uint8 images the
-    model did not train on. Returns the path of index.html."""
+    model did not train on, or, where the run kept none, some it did, with `split` saying so.
+    Returns the path of index.html."""
     out = Path(out_dir or run.path)
     model = run.model.eval()
     if isinstance(model, TransformCodec):  # a lossy codec: reconstructions and rate per quality level
-        return codec_report(run, held_out, out)
-    binarize = binarizes(run.config)
+        return codec_report(run, held_out, out, split)
+    binarize = scored_binarized(run.config)
     x = to_unit(held_out[:1000])  # pictures show the images as they are; metrics use the protocol's binarization
     g = torch.Generator().manual_seed(seed)
     if isinstance(model, ConditionalVAE):  # it draws images given degraded ones, so show restorations
@@ -70,7 +71,7 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     x = x[:affordable_images(model, x, iwae_k)]
     if run.history:
         files["loss.png"] = plot_history(run.history, out / "loss.png")
-    metrics = {"split": "held-out", **evaluate(model, x, iwae_k=iwae_k, generator=g, progress=progress)}
+    metrics = {"split": split, **evaluate(model, x, iwae_k=iwae_k, generator=g, progress=progress)}
     write_json(out / "metrics.json", metrics)
     write_text(out / "index.html", render_html(run, metrics, list(files)))
     return out / "index.html"
@@ -105,7 +106,7 @@ def unconditional_pictures(model, x: torch.Tensor, g: torch.Generator, out: Path
     }
 
 
-def codec_report(run: Run, held_out: torch.Tensor, out: Path) -> Path:
+def codec_report(run: Run, held_out: torch.Tensor, out: Path, split: str) -> Path:
     """metrics.json (estimated bpp and PSNR per quality level on held-out images), the loss curve,
     and held-out images (top row) over their decoded versions at each quality (rows below)."""
     from vaekit.codecs.lossy import estimate
@@ -116,7 +117,7 @@ def codec_report(run: Run, held_out: torch.Tensor, out: Path) -> Path:
     files = {"reconstructions.png": save_grid(out / "reconstructions.png", torch.cat(rows), nrow=12)}
     if run.history:
         files["loss.png"] = plot_history(run.history, out / "loss.png")
-    metrics = {"split": "held-out", "n_images": len(x), "estimated_bpp": [m["bpp"] for m in levels],
+    metrics = {"split": split, "n_images": len(x), "estimated_bpp": [m["bpp"] for m in levels],
                "psnr_db": [m["psnr_db"] for m in levels], "lmbda": list(run.model.lambdas)}
     write_json(out / "metrics.json", metrics)
     write_text(out / "index.html", render_html(run, metrics, list(files)))
@@ -155,7 +156,7 @@ figure{{display:inline-block;margin:1em;vertical-align:top}}img{{image-rendering
 table{{border-collapse:collapse}}td{{border:1px solid #ccc;padding:4px 10px}}</style></head>
 <body><h1>vaekit run: {html.escape(run.path.name)}</h1>
 <p>{html.escape(describe(run.config.model))}, trained on {html.escape(run.config.data.data)}.</p>
-<h2>Metrics on held-out images</h2><table>{rows}</table>
+<h2>Metrics ({html.escape(metrics["split"])} images)</h2><table>{rows}</table>
 <h2>Pictures</h2>{figures}
 <h2>Config</h2><pre>{config}</pre></body></html>
 """

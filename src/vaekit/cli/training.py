@@ -117,9 +117,9 @@ def print_run(path: Path) -> None:
     if metrics.exists():
         m = json.loads(metrics.read_text())
         if "estimated_bpp" in m:  # a lossy codec: one rate and PSNR per quality level
-            print("held-out, per quality level: " + ", ".join(
+            print(f"{m['split']}, per quality level: " + ", ".join(
                 f"{q + 1}: {bpp:.3f} bpp {psnr:.2f} dB" for q, (bpp, psnr) in enumerate(zip(m["estimated_bpp"],
                                                                                              m["psnr_db"]))))
             return
-        print(f"held-out negative ELBO {m['neg_elbo_nats']:.2f} nats, IWAE NLL (k={m.get('iwae_k')}) "
+        print(f"{m['split']}: negative ELBO {m['neg_elbo_nats']:.2f} nats, IWAE NLL (k={m.get('iwae_k')}) "
               f"{m.get('iwae_nll_nats', float('nan')):.2f} nats, {m['bits_per_dim']:.3f} bits/dim")
