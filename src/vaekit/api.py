@@ -17,10 +17,9 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/vaekit", 
     data = prepare_data(config, progress=progress)
     run = fit(config, out, resume=resume, progress=progress, data=data)
     if report and os.environ.get("RANK", "0") == "0":  # under torchrun, one process writes the report
-        if len(data.val):
-            write_report(run, data.val, progress=progress)
-        else:  # val_fraction 0 kept no images back: score some training images, and say so
-            write_report(run, data.train[-1000:], progress=progress, split="training (val_fraction 0)")
+        # val_fraction 0 kept no images back: the report scores some training images, and says so
+        images, split = (data.val, "held-out") if len(data.val) else (data.train[-1000:], "training (val_fraction 0)")
+        write_report(run, images, progress=progress, split=split)
     return run
 
 

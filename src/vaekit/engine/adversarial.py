@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from vaekit.config import Config, GANConfig
 from vaekit.engine import distributed
 from vaekit.engine.batches import batches, epoch_generator
-from vaekit.engine.trainer import Trainer, TrainData, kl_weight, lr_factor, set_lr, skip_step
+from vaekit.engine.trainer import Trainer, TrainData, add_step, kl_weight, lr_factor, set_lr, skip_step
 from vaekit.errors import ConfigError
 from vaekit.models.vaegan import VAEGAN
 
@@ -149,10 +149,9 @@ class AdversarialTrainer(Trainer):
                 continue
             self.update_ema()
             state["step"] += 1
-            n = float(len(x))
-            sums += torch.stack([terms.neg_elbo * n, terms.recon * n, terms.kl * n, torch.tensor(n)])
+            add_step(sums, terms, len(x))
             gan_sums += torch.stack([terms.feature_recon, terms.discriminator.detach(), terms.real_prob,
-                                     terms.fake_prob]) * n
+                                     terms.fake_prob]) * len(x)
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{terms.neg_elbo.item():.2f}", d_real=f"{terms.real_prob.item():.2f}")
         means = (gan_sums / sums[3].clamp(min=1)).tolist()
