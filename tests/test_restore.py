@@ -1,4 +1,6 @@
 """Restoration: the conditional VAE, the tasks (denoise, inpaint, repair, upscale), tiling, the CLI."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -272,6 +274,14 @@ def test_conditional_checkpoint_round_trip_and_report(runs):
     torch.testing.assert_close(vaekit.load(runs["sr"]).model.restore(low), run.model.restore(low))
     assert (runs["sr"] / "restorations.png").stat().st_size > 0
     assert "restorations.png" in (runs["sr"] / "index.html").read_text()
+
+
+def test_eval_binarizes_as_the_report_does(runs, capsys):
+    """A restoration model is scored on the grey images it restores; an unconditional Bernoulli
+    model on binarized ones, even one trained on the grey pixels (config.scored_binarized)."""
+    for name, binarized in (("sr", False), ("plain", True)):
+        assert main(["eval", str(runs[name]), "--limit", "50"]) == 0
+        assert json.loads(capsys.readouterr().out)["binarized"] is binarized
 
 
 def test_random_crops():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -24,38 +25,48 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor
     return 10 * torch.log10(peak**2 / mse)
 
 
+SCORES = ("recon", "kl", "iwae")  # per-image terms, nats: -log p(x|z), KL(q||p), IWAE NLL
+
+
 @torch.no_grad()
 def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size: int = 500,
-             generator: torch.Generator | None = None, progress: bool = True) -> dict:
+             generator: torch.Generator | None = None, progress: bool = True,
+             done: dict[str, list[float]] | None = None,
+             on_batch: Callable[[dict[str, list[float]]], None] | None = None) -> dict:
     """Mean per-image metrics over `images` (float, (N, C, H, W), already prepared: binarized
-    for Bernoulli models). ELBO with one posterior sample; IWAE NLL with k samples if k > 0."""
+    for Bernoulli models). ELBO with one posterior sample; IWAE NLL with k samples if k > 0.
+    A long evaluation can be resumed: `done` holds the per-image scores of the first images
+    from an interrupted one (with `generator` in the state it had then), and `on_batch` gets
+    the scores so far after each batch, to save them."""
     model.eval()
-    totals = {"recon": 0.0, "kl": 0.0, "iwae": 0.0}
-    # counted in posterior samples (images x k): with k in the thousands one batch takes minutes
-    with tqdm(total=len(images) * max(1, iwae_k), desc="evaluating", unit="sample", unit_scale=True,
-              disable=not progress, leave=False) as bar:
-        for start in range(0, len(images), batch_size):
+    scores = {key: list(done[key]) if done else [] for key in SCORES}
+    first = len(scores["recon"])
+    per_image = max(1, iwae_k)  # the bar counts posterior samples: with k in the thousands a batch takes minutes
+    with tqdm(total=len(images) * per_image, initial=first * per_image, desc="evaluating", unit="sample",
+              unit_scale=True, disable=not progress, leave=False) as bar:
+        for start in range(first, len(images), batch_size):
             x = images[start:start + batch_size]
             out = model(x, generator=generator)
-            totals["recon"] += -out.log_px.sum().item()
-            totals["kl"] += out.kl.sum().item()
+            scores["recon"] += (-out.log_px).tolist()
+            scores["kl"] += out.kl.tolist()
             if iwae_k:
                 bound = iwae_bound(model, x, iwae_k, generator, on_chunk=lambda n: bar.update(n * len(x)))
-                totals["iwae"] += -bound.sum().item()
+                scores["iwae"] += (-bound).tolist()
             else:
                 bar.update(len(x))
-    n = len(images)
-    dims = math.prod(images.shape[1:])
-    discrete = model.likelihood.discrete
-    result = {
-        "n_images": n,
-        "neg_elbo_nats": (totals["recon"] + totals["kl"]) / n,
-        "recon_nats": totals["recon"] / n,
-        "kl_nats": totals["kl"] / n,
-    }
+            if on_batch is not None:
+                on_batch(scores)
+    return summarize(scores, math.prod(images.shape[1:]), model.likelihood.discrete, iwae_k)
+
+
+def summarize(scores: dict[str, list[float]], dims: int, discrete: bool, iwae_k: int) -> dict:
+    """Per-image scores -> the mean metrics `evaluate` reports."""
+    n = len(scores["recon"])
+    recon, kl = math.fsum(scores["recon"]) / n, math.fsum(scores["kl"]) / n
+    result = {"n_images": n, "neg_elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
     if iwae_k:
         result["iwae_k"] = iwae_k
-        result["iwae_nll_nats"] = totals["iwae"] / n
+        result["iwae_nll_nats"] = math.fsum(scores["iwae"]) / n
     best = result.get("iwae_nll_nats", result["neg_elbo_nats"])
     result["bits_per_dim"] = bits_per_dim(best, dims, discrete)
     return result

@@ -14,12 +14,17 @@ def register(sub) -> None:
     ev.add_argument("--batch-size", type=int, default=500)
     ev.add_argument("--limit", type=int, help="evaluate only the first N images")
     ev.add_argument("--no-binarize", action="store_true",
-                    help="score grey levels as they are (default: binarize once with seed 0 for Bernoulli models)")
+                    help="score grey levels as they are (default: binarize once with seed 0 for unconditional "
+                         "Bernoulli models, as the run's report does; a restoration model sees the grey images)")
     ev.add_argument("--seed", type=int, default=0, help="seed for the posterior samples")
     ev.add_argument("--probe", action="store_true",
                     help="also fit a linear probe and a k-NN classifier on the train split's latents and report "
                          "their accuracy on this split's labels (what `vaekit probe` measures)")
     ev.add_argument("--probe-k", type=int, default=10, help="neighbours of the probe's k-NN classifier (default: 10)")
+    ev.add_argument("--partial", metavar="FILE",
+                    help="keep the finished batches' per-image scores in this JSON file and, when it exists, "
+                         "continue after them: an IWAE evaluation with k in the thousands takes hours on a CPU and "
+                         "can be stopped and resumed (the result equals an uninterrupted run's)")
     ev.add_argument("--threads", type=int, help="torch CPU threads")
     ev.add_argument("-o", "--out", help="also write the JSON to this file")
     ev.set_defaults(func=cmd_eval)
@@ -28,12 +33,18 @@ def register(sub) -> None:
 def cmd_eval(args) -> None:
     import torch
 
+    from vaekit.config import scored_binarized
     from vaekit.engine.checkpoint import load_vae
     from vaekit.data import load_dataset
     from vaekit.engine.files import write_json
+    from vaekit.engine.partial_eval import evaluation_key, load_partial, partial_saver
+    from vaekit.errors import VaekitError
     from vaekit.metrics import evaluate
     from vaekit.report import prepare_eval_images
 
+    if args.batch_size < 1 or args.iwae < 0:
+        raise VaekitError(f"--batch-size must be at least 1 and --iwae at least 0, got {args.batch_size} and "
+                          f"{args.iwae}")
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_vae(args.run)
@@ -42,10 +53,17 @@ def cmd_eval(args) -> None:
                            image_size=d.image_size, channels=run.model.image_shape[0])
     images = dataset.images[: args.limit] if args.limit else dataset.images
     run.model.check_images(images)
-    binarize = run.config.model.likelihood == "bernoulli" and not args.no_binarize
+    binarize = scored_binarized(run.config) and not args.no_binarize
+    images = prepare_eval_images(images, binarize)
+    generator = torch.Generator().manual_seed(args.seed)
+    done = on_batch = None
+    if args.partial:
+        key = evaluation_key(run.model, images, args.iwae, args.batch_size, args.seed)
+        done = load_partial(args.partial, key, generator)
+        on_batch = partial_saver(args.partial, key, generator)
     result = {"data": args.data or d.data, "split": args.split, "binarized": binarize,
-              **evaluate(run.model, prepare_eval_images(images, binarize), iwae_k=args.iwae,
-                         batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed))}
+              **evaluate(run.model, images, iwae_k=args.iwae, batch_size=args.batch_size, generator=generator,
+                         done=done, on_batch=on_batch)}
     if args.probe:
         result["probe"] = probe_result(run, dataset, args)
     if args.out:
