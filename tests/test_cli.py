@@ -85,32 +85,39 @@ def test_eval_prints_json(run_dir, capsys, tmp_path):
 def test_an_interrupted_eval_resumes_to_the_uninterrupted_result(run_dir, capsys, tmp_path, monkeypatch):
     from vaekit.engine import partial_eval
 
-    args = ["eval", str(run_dir), "--iwae", "20", "--batch-size", "100"]
+    args = ["eval", str(run_dir), "--iwae", "20", "--batch-size", "100"]  # 297 test images: 3 batches
     assert main(args) == 0
     uninterrupted = json.loads(capsys.readouterr().out)
-    partial = tmp_path / "partial.json"
-    writes = []
-
-    def write_then_stop(path, text):  # Ctrl-C right after the first batch is saved
-        write_text(path, text)
-        writes.append(path)
-        raise KeyboardInterrupt
-
+    partial, writes, stop_after = tmp_path / "partial.json", [], []
     write_text = partial_eval.write_text
-    monkeypatch.setattr(partial_eval, "write_text", write_then_stop)
+
+    def counted_write(path, text):  # and Ctrl-C once `stop_after` writes are done
+        write_text(path, text)
+        writes.append(json.loads(text)["images_done"])
+        if len(writes) == 2 and stop_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(partial_eval, "write_text", counted_write)
+    stop_after.append(True)
     assert main([*args, "--partial", str(partial)]) == 130
-    assert json.loads(partial.read_text())["images_done"] == 100
-    monkeypatch.undo()
+    assert writes == [0, 100] and json.loads(partial.read_text())["images_done"] == 100
+    stop_after.clear()
     capsys.readouterr()
     assert main([*args, "--partial", str(partial)]) == 0
+    assert writes[2:] == [200, 297]  # resumed after the first batch, not restarted
     assert json.loads(capsys.readouterr().out) == uninterrupted
-    assert json.loads(partial.read_text())["images_done"] == 297
     assert main([*args, "--partial", str(partial)]) == 0  # a finished file: the result again, nothing recomputed
-    assert json.loads(capsys.readouterr().out) == uninterrupted
-    assert "holds an evaluation with another iwae_k" in error_of(capsys, [*args[:-4], "--iwae", "10",
-                                                                         "--batch-size", "100", "--partial", str(partial)])
+    assert len(writes) == 4 and json.loads(capsys.readouterr().out) == uninterrupted
+    assert "holds an evaluation with other --iwae" in error_of(
+        capsys, [*args[:2], "--iwae", "10", "--batch-size", "100", "--partial", str(partial)])
     partial.write_text('{"format": 1, "scores": [')
     assert "is not a partial evaluation file" in error_of(capsys, [*args, "--partial", str(partial)])
+    assert "is a folder" in error_of(capsys, [*args, "--partial", str(tmp_path)])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "cannot write the partial evaluation file" in error_of(
+        capsys, [*args, "--partial", str(blocker / "partial.json")])
+    assert "name the same file" in error_of(capsys, [*args, "--partial", str(partial), "-o", str(partial)])
 
 
 def test_resume_continues_from_the_cli(run_dir, tmp_path, capsys):
@@ -142,7 +149,7 @@ def test_errors_are_one_sentence(run_dir, capsys, tmp_path, digit_pngs):
     assert "cannot read image" in error_of(capsys, ["interpolate", str(run_dir), str(tmp_path / "bad.png"),
                                                     digit_pngs[0], "-o", str(tmp_path / "o.png")])
     assert "takes images of shape 1x8x8" in error_of(capsys, ["eval", str(run_dir), "--data", "sprites"])
-    assert "--batch-size must be at least 1" in error_of(capsys, ["eval", str(run_dir), "--batch-size", "0"])
+    assert "--batch-size and --limit must be at least 1" in error_of(capsys, ["eval", str(run_dir), "--limit", "0"])
     assert "--dims must lie in 0..2" in error_of(capsys, ["traverse", str(run_dir), "--dims", "5",
                                                           "-o", str(tmp_path / "t.png")])
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "t.png").exists()

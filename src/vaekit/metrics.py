@@ -25,7 +25,7 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor
     return 10 * torch.log10(peak**2 / mse)
 
 
-SCORES = ("recon", "kl", "iwae")  # per-image terms, nats: -log p(x|z), KL(q||p), IWAE NLL
+SCORES = ("recon_nats", "kl_nats", "iwae_nll_nats")  # per image: -log p(x|z), KL(q||p), IWAE NLL
 
 
 @torch.no_grad()
@@ -40,18 +40,18 @@ def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size:
     the scores so far after each batch, to save them."""
     model.eval()
     scores = {key: list(done[key]) if done else [] for key in SCORES}
-    first = len(scores["recon"])
+    first = len(scores["recon_nats"])
     per_image = max(1, iwae_k)  # the bar counts posterior samples: with k in the thousands a batch takes minutes
     with tqdm(total=len(images) * per_image, initial=first * per_image, desc="evaluating", unit="sample",
               unit_scale=True, disable=not progress, leave=False) as bar:
         for start in range(first, len(images), batch_size):
             x = images[start:start + batch_size]
             out = model(x, generator=generator)
-            scores["recon"] += (-out.log_px).tolist()
-            scores["kl"] += out.kl.tolist()
+            scores["recon_nats"] += (-out.log_px).tolist()
+            scores["kl_nats"] += out.kl.tolist()
             if iwae_k:
                 bound = iwae_bound(model, x, iwae_k, generator, on_chunk=lambda n: bar.update(n * len(x)))
-                scores["iwae"] += (-bound).tolist()
+                scores["iwae_nll_nats"] += (-bound).tolist()
             else:
                 bar.update(len(x))
             if on_batch is not None:
@@ -61,12 +61,12 @@ def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size:
 
 def summarize(scores: dict[str, list[float]], dims: int, discrete: bool, iwae_k: int) -> dict:
     """Per-image scores -> the mean metrics `evaluate` reports."""
-    n = len(scores["recon"])
-    recon, kl = math.fsum(scores["recon"]) / n, math.fsum(scores["kl"]) / n
+    n = len(scores["recon_nats"])
+    recon, kl = math.fsum(scores["recon_nats"]) / n, math.fsum(scores["kl_nats"]) / n
     result = {"n_images": n, "neg_elbo_nats": recon + kl, "recon_nats": recon, "kl_nats": kl}
     if iwae_k:
         result["iwae_k"] = iwae_k
-        result["iwae_nll_nats"] = math.fsum(scores["iwae"]) / n
+        result["iwae_nll_nats"] = math.fsum(scores["iwae_nll_nats"]) / n
     best = result.get("iwae_nll_nats", result["neg_elbo_nats"])
     result["bits_per_dim"] = bits_per_dim(best, dims, discrete)
     return result

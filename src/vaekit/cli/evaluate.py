@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -24,7 +25,7 @@ def register(sub) -> None:
     ev.add_argument("--partial", metavar="FILE",
                     help="keep the finished batches' per-image scores in this JSON file and, when it exists, "
                          "continue after them: an IWAE evaluation with k in the thousands takes hours on a CPU and "
-                         "can be stopped and resumed (the result equals an uninterrupted run's)")
+                         "can be stopped and resumed (it draws the samples an uninterrupted run would)")
     ev.add_argument("--threads", type=int, help="torch CPU threads")
     ev.add_argument("-o", "--out", help="also write the JSON to this file")
     ev.set_defaults(func=cmd_eval)
@@ -37,14 +38,16 @@ def cmd_eval(args) -> None:
     from vaekit.engine.checkpoint import load_vae
     from vaekit.data import load_dataset
     from vaekit.engine.files import write_json
-    from vaekit.engine.partial_eval import evaluation_key, load_partial, partial_saver
+    from vaekit.engine.partial_eval import evaluation_key, resume_partial
     from vaekit.errors import VaekitError
     from vaekit.metrics import evaluate
     from vaekit.report import prepare_eval_images
 
-    if args.batch_size < 1 or args.iwae < 0:
-        raise VaekitError(f"--batch-size must be at least 1 and --iwae at least 0, got {args.batch_size} and "
-                          f"{args.iwae}")
+    if args.batch_size < 1 or args.iwae < 0 or (args.limit is not None and args.limit < 1):
+        raise VaekitError(f"--batch-size and --limit must be at least 1 and --iwae at least 0, got "
+                          f"{args.batch_size}, {args.limit} and {args.iwae}")
+    if args.partial and args.out and Path(args.partial).resolve() == Path(args.out).resolve():
+        raise VaekitError("--partial and -o name the same file; the partial scores need their own")
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_vae(args.run)
@@ -59,8 +62,7 @@ def cmd_eval(args) -> None:
     done = on_batch = None
     if args.partial:
         key = evaluation_key(run.model, images, args.iwae, args.batch_size, args.seed)
-        done = load_partial(args.partial, key, generator)
-        on_batch = partial_saver(args.partial, key, generator)
+        done, on_batch = resume_partial(args.partial, key, generator)
     result = {"data": args.data or d.data, "split": args.split, "binarized": binarize,
               **evaluate(run.model, images, iwae_k=args.iwae, batch_size=args.batch_size, generator=generator,
                          done=done, on_batch=on_batch)}

@@ -27,6 +27,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        with open(tmp, "rb+") as f:  # on disk before the rename: a crash then leaves the old file, not an empty one
+            os.fsync(f.fileno())
         os.chmod(tmp, default_mode(0o666))
         os.replace(tmp, path)
     finally:

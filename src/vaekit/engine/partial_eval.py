@@ -2,7 +2,7 @@
 
 IWAE at k=5000 over a test set takes hours on a CPU. The file holds the per-image scores and
 the generator's state after the last finished batch, so a resumed evaluation draws the same
-samples and reaches the same result as an uninterrupted one. A key (hashes of the weights and
+samples as an uninterrupted one and, with the same number of threads, reaches the same result. A key (hashes of the weights and
 the prepared images, k, batch size, seed, chunking, torch version) keeps a file from being
 continued by another evaluation.
 """
@@ -40,12 +40,29 @@ def evaluation_key(model: torch.nn.Module, images: torch.Tensor, iwae_k: int, ba
             "samples_per_pass": model.samples_per_pass, "torch": torch.__version__}
 
 
-def load_partial(path: str | Path, key: dict, generator: torch.Generator) -> dict[str, list[float]] | None:
-    """The scores `path` holds for this evaluation, with `generator` set to the state it had
-    after them; None when there is no file yet."""
+# the key's fields in the words of the error a mismatch gives
+KEY_WORDS = {"model_sha256": "weights", "images_sha256": "images (data, split, --limit or binarization)",
+             "n_images": "number of images", "iwae_k": "--iwae", "batch_size": "--batch-size", "seed": "--seed",
+             "samples_per_pass": "chunking over k (another vaekit version)", "torch": "torch version"}
+
+
+def resume_partial(path: str | Path, key: dict,
+                   generator: torch.Generator) -> tuple[dict[str, list[float]], Callable[[dict], None]]:
+    """The scores `path` already holds for this evaluation, with `generator` set to its state after
+    them, and the `on_batch` for `evaluate` that saves each further batch. A new file is written at
+    once, so that a path that cannot be written fails now rather than after the first batch."""
     path = Path(path)
+    save = partial_saver(path, key, generator)
+    if path.is_dir():
+        raise DataError(f"--partial {path} is a folder; name a file")
     if not path.exists():
-        return None
+        scores = {name: [] for name in SCORES}
+        save(scores)
+        return scores, save
+    return read_partial(path, key, generator), save
+
+
+def read_partial(path: Path, key: dict, generator: torch.Generator) -> dict[str, list[float]]:
     try:
         saved = json.loads(path.read_text())
         scores = {name: [float(v) for v in saved["scores"][name]] for name in SCORES}
@@ -54,14 +71,14 @@ def load_partial(path: str | Path, key: dict, generator: torch.Generator) -> dic
             raise ValueError
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise DataError(f"{path} is not a partial evaluation file of vaekit (unreadable or corrupt)") from None
-    differ = [name for name in key if saved["key"].get(name) != key[name]]
+    differ = [KEY_WORDS[name] for name in key if saved["key"].get(name) != key[name]]
     if differ:
-        raise DataError(f"{path} holds an evaluation with another {', '.join(differ)}; "
+        raise DataError(f"{path} holds an evaluation with other {', '.join(differ)}; "
                         "name a new file, or remove this one to start over")
-    done = len(scores["recon"])
-    if (len(scores["kl"]) != done or len(scores["iwae"]) != (done if key["iwae_k"] else 0)
-            or not (done == key["n_images"] or done % key["batch_size"] == 0)):
-        raise DataError(f"{path} is corrupt: its score lists do not describe whole batches")
+    done = len(scores["recon_nats"])
+    if (len(scores["kl_nats"]) != done or len(scores["iwae_nll_nats"]) != (done if key["iwae_k"] else 0)
+            or done > key["n_images"] or not (done == key["n_images"] or done % key["batch_size"] == 0)):
+        raise DataError(f"{path} is corrupt: its score lists do not describe whole batches of these images")
     try:
         generator.set_state(state)
     except RuntimeError:
@@ -69,11 +86,14 @@ def load_partial(path: str | Path, key: dict, generator: torch.Generator) -> dic
     return scores
 
 
-def partial_saver(path: str | Path, key: dict, generator: torch.Generator) -> Callable[[dict], None]:
-    """`on_batch` for `evaluate`: rewrite `path` atomically with the scores so far."""
+def partial_saver(path: Path, key: dict, generator: torch.Generator) -> Callable[[dict], None]:
+    """Rewrite `path` atomically with the scores so far and the generator's state after them."""
     def save(scores: dict[str, list[float]]) -> None:
         state = base64.b64encode(generator.get_state().numpy().tobytes()).decode()
-        saved = {"format": FORMAT, "key": key, "images_done": len(scores["recon"]), "generator_state": state,
+        saved = {"format": FORMAT, "key": key, "images_done": len(scores["recon_nats"]), "generator_state": state,
                  "scores": scores}
-        write_text(path, json.dumps(saved) + "\n")
+        try:
+            write_text(path, json.dumps(saved) + "\n")
+        except OSError as e:
+            raise DataError(f"cannot write the partial evaluation file {path}: {e.strerror or e}") from None
     return save
