@@ -133,7 +133,8 @@ def plot(results: dict, path: str) -> None:
             continue  # 8-bit models score hundreds of nats more: their bits/dim are in the JSON
         ax.plot([c["minutes"] for c in r["curve"]], [c["val_neg_elbo_nats"] for c in r["curve"]],
                 label=f"{name} val -ELBO")
-        ax.scatter([r["train_minutes"]], [r["iwae_nll_nats"]], marker="*", s=80, label=f"{name} test IWAE NLL")
+        ax.scatter([r["train_minutes"]], [r["iwae_nll_nats"]], marker="*", s=80,
+                   label=f"{name} test IWAE NLL (k={r['iwae_k']}, {r['test_images']:,} images)")
     ax.set_xlabel("training minutes (this machine)")
     ax.set_ylabel("nats per image")
     ax.set_ylim(top=min(130, ax.get_ylim()[1]))
