@@ -61,7 +61,7 @@ def cmd_eval(args) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     done = on_batch = None
     if args.partial:
-        key = evaluation_key(run.model, images, args.iwae, args.batch_size, args.seed)
+        key = evaluation_key(run, images, args.iwae, args.batch_size, args.seed)
         done, on_batch = resume_partial(args.partial, key, generator)
     result = {"data": args.data or d.data, "split": args.split, "binarized": binarize,
               **evaluate(run.model, images, iwae_k=args.iwae, batch_size=args.batch_size, generator=generator,

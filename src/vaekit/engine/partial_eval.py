@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.engine.files import write_text
 from vaekit.errors import DataError
 from vaekit.metrics import SCORES
@@ -23,21 +24,14 @@ from vaekit.metrics import SCORES
 FORMAT = 1
 
 
-def tensor_sha256(tensors: list[torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for t in tensors:
-        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def evaluation_key(model: torch.nn.Module, images: torch.Tensor, iwae_k: int, batch_size: int, seed: int) -> dict:
+def evaluation_key(run: Run, images: torch.Tensor, iwae_k: int, batch_size: int, seed: int) -> dict:
     """What must match for saved scores to belong to this evaluation and for the resumed part to
     draw the samples an uninterrupted run would (the chunking over k and torch's generators)."""
-    state = model.state_dict()
-    return {"model_sha256": tensor_sha256([state[name] for name in sorted(state)]),
-            "images_sha256": tensor_sha256([images]), "n_images": len(images),
+    pixels = images.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return {"model_sha256": model_fingerprint(run.config.to_dict(), run.model).hex(),
+            "images_sha256": hashlib.sha256(pixels).hexdigest(), "n_images": len(images),
             "iwae_k": iwae_k, "batch_size": batch_size, "seed": seed,
-            "samples_per_pass": model.samples_per_pass, "torch": torch.__version__}
+            "samples_per_pass": run.model.samples_per_pass, "torch": torch.__version__}
 
 
 # the key's fields in the words of the error a mismatch gives
