@@ -101,7 +101,7 @@ def test_iwae_bound_is_tighter_than_elbo_and_chunking_is_exact():
     whole = iwae_bound(model, x, 64, g(), chunk=64)
     chunks = []
     chunked = iwae_bound(model, x, 64, g(), chunk=10, on_chunk=chunks.append)
-    assert chunks == [10] * 6 + [4]  # what a progress bar is told, chunk by chunk
+    assert chunks == [40] * 6 + [16]  # what a progress bar is told, chunk by chunk: image-samples
     elbo = model.log_weights(x, 2000, g()).mean(0)
     assert (whole > elbo).all()
     assert whole.shape == (4,)
@@ -118,8 +118,26 @@ def test_elbo_estimate_in_chunks_is_the_mean_log_weight_and_below_the_iwae_bound
     torch.testing.assert_close(elbo_estimate(model, x, 64, g(), chunk=64), model.log_weights(x, 64, g()).mean(0))
     chunks = []
     elbo = elbo_estimate(model, x, 64, g(), chunk=10, on_chunk=chunks.append)
-    assert chunks == [10] * 6 + [4]
+    assert chunks == [40] * 6 + [16]
     assert (elbo < iwae_bound(model, x, 64, g(), chunk=10)).all()  # the same 64 samples: Jensen, per image
+
+
+def test_a_batch_larger_than_a_pass_is_scored_in_groups_of_images():
+    model = model_for("conv")
+    assert model.samples_per_pass == 200 and model_for("mlp").samples_per_pass == 1000  # the decoder's choice
+    model.samples_per_pass = 3
+    x = torch.bernoulli(torch.rand(7, 1, 28, 28))
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    passes = []
+    whole = iwae_bound(model, x, 4, g(), on_chunk=passes.append)
+    assert passes == [3] * 8 + [3, 1]  # at most 3 image-samples a pass: 3 images x 1 sample, 1 image x 3
+    gen = g()
+    by_group = torch.cat([iwae_bound(model, part, 4, gen, chunk=1) for part in x.split(3)])
+    torch.testing.assert_close(whole, by_group)
+    passes.clear()
+    elbo = elbo_estimate(model, x, 4, g(), on_chunk=passes.append)
+    assert passes == [3] * 8 + [3, 1]
+    assert (elbo < whole).all()  # the same samples: Jensen, per image
 
 
 def test_elbo_loss_terms_and_free_bits():

@@ -45,17 +45,24 @@ def iwae_loss(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generat
 def log_weight_chunks(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                       chunk: int | None = None,
                       on_chunk: Callable[[int], None] | None = None) -> Iterator[torch.Tensor]:
-    """The k importance log-weights of images x, (n, B) a chunk at a time, so that k in the
-    thousands fits in memory; by default a chunk holds the model's `samples_per_pass`
-    image-samples. `on_chunk` gets each chunk's n as it is drawn, so a progress bar can move
-    within one batch."""
+    """The k importance log-weights of images x, (n, B) a chunk of n samples at a time, so that k in
+    the thousands fits in memory; by default a chunk holds the model's `samples_per_pass`
+    image-samples. `on_chunk` gets each chunk's image-samples (n * B) as it is drawn, so a progress
+    bar can move within one batch."""
     chunk = chunk or max(1, model.samples_per_pass // len(x))
     context = model.inference_context(x)
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         yield model.log_weights(x, n, generator, context=context)
         if on_chunk is not None:
-            on_chunk(n)
+            on_chunk(n * len(x))
+
+
+def image_groups(model: ImageVAE, x: torch.Tensor, chunk: int | None) -> tuple[torch.Tensor, ...]:
+    """A batch split so that one pass of one sample per image stays within the model's
+    `samples_per_pass` (unless the caller set the chunk): larger passes spill out of the caches
+    and run up to 4x slower (benchmarks/iwae_chunk.py)."""
+    return (x,) if chunk else x.split(model.samples_per_pass)
 
 
 @torch.no_grad()
@@ -63,8 +70,11 @@ def iwae_bound(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Genera
                chunk: int | None = None, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
     """log p(x) >= log (1/k) sum_i w_i per image, (B,), from chunks of samples (their
     log-sum-exps combine exactly)."""
-    parts = [torch.logsumexp(w, 0) for w in log_weight_chunks(model, x, k, generator, chunk, on_chunk)]
-    return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
+    bounds = []
+    for group in image_groups(model, x, chunk):
+        parts = [torch.logsumexp(w, 0) for w in log_weight_chunks(model, group, k, generator, chunk, on_chunk)]
+        bounds.append(torch.logsumexp(torch.stack(parts), 0) - math.log(k))
+    return torch.cat(bounds)
 
 
 @torch.no_grad()
@@ -72,7 +82,8 @@ def elbo_estimate(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Gen
                   chunk: int | None = None, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
     """The ELBO per image, (B,), averaged over k posterior samples drawn in chunks as for
     `iwae_bound` (the same generator state gives both the same samples)."""
-    return sum(w.sum(0) for w in log_weight_chunks(model, x, k, generator, chunk, on_chunk)) / k
+    return torch.cat([sum(w.sum(0) for w in log_weight_chunks(model, group, k, generator, chunk, on_chunk)) / k
+                      for group in image_groups(model, x, chunk)])
 
 
 def rate_distortion_loss(out: CodecOutput, x: torch.Tensor, lambdas: torch.Tensor) -> LossTerms:

@@ -50,7 +50,7 @@ def evaluate(model: ImageVAE, images: torch.Tensor, iwae_k: int = 0, batch_size:
             scores["recon_nats"] += (-out.log_px).tolist()
             scores["kl_nats"] += out.kl.tolist()
             if iwae_k:
-                bound = iwae_bound(model, x, iwae_k, generator, on_chunk=lambda n: bar.update(n * len(x)))
+                bound = iwae_bound(model, x, iwae_k, generator, on_chunk=bar.update)
                 scores["iwae_nll_nats"] += (-bound).tolist()
             else:
                 bar.update(len(x))

@@ -87,7 +87,9 @@ class HierarchicalVAE(ImageVAE):
     `encoder_blocks` residual cells per resolution on the way up; zdim latent channels per group;
     the finest level at 1/stride of the image's resolution; `activation` inside every cell."""
 
-    samples_per_pass = 500  # image-samples per IWAE chunk: 10-15% faster than 1000 or 2000 (caches)
+    # image-samples per IWAE pass: 100 to 1,000 run alike, 2,000 up to 1.4x and 20,000 4x slower
+    # (benchmarks/iwae_chunk.py); the k=5000 evaluations' partial files record 500
+    samples_per_pass = 500
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: Likelihood, width: int = 64,
                  middle: int = 16, zdim: int = 8, groups: tuple[int, ...] = (2, 4, 4), encoder_blocks: int = 2,

@@ -40,12 +40,12 @@ SUMMARY_FILE = "summary.json"
 def score_batch(model: VAE, x: torch.Tensor, score: str, k: int, generator: torch.Generator | None,
                 on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
     """Anomaly scores of images x (B, C, H, W) in [0, 1]: (B,) nats. `on_chunk` gets the number of
-    posterior samples per image in each chunk as it is drawn (one for `recon`)."""
+    image-samples in each chunk as it is drawn (one per image for `recon`)."""
     if score == "recon":
         posterior = model.encode(x)
         scores = -model.likelihood.log_prob(model.decoder(posterior.mean), x)
         if on_chunk is not None:
-            on_chunk(1)
+            on_chunk(len(x))
         return scores
     if score == "elbo":
         return -elbo_estimate(model, x, k, generator, on_chunk=on_chunk)
@@ -75,7 +75,7 @@ def anomaly_scores(model: VAE, images: torch.Tensor, score: str = "iwae", k: int
         for start in range(0, len(images), batch_size):
             x = images[start:start + batch_size]
             x = to_unit(x) if x.dtype == torch.uint8 else x.float()
-            scores = score_batch(model, x, score, k, generator, on_chunk=lambda n: bar.update(n * len(x)))
+            scores = score_batch(model, x, score, k, generator, on_chunk=bar.update)
             out.append(scores.double())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
