@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vaekit.cli.main import main
@@ -118,6 +119,24 @@ def test_an_interrupted_eval_resumes_to_the_uninterrupted_result(run_dir, capsys
     assert "cannot write the partial evaluation file" in error_of(
         capsys, [*args, "--partial", str(blocker / "partial.json")])
     assert "name the same file" in error_of(capsys, [*args, "--partial", str(partial), "-o", str(partial)])
+
+
+def test_the_partial_key_names_the_grouping_only_of_batches_larger_than_a_pass(run_dir, capsys, tmp_path):
+    from vaekit.engine.checkpoint import load_vae
+    from vaekit.engine.partial_eval import evaluation_key
+
+    run = load_vae(run_dir)
+    images, per_pass = torch.zeros(3, *run.model.image_shape), run.model.samples_per_pass
+    assert "images_per_pass" not in evaluation_key(run, images, 10, per_pass, 0)  # earlier files still match
+    assert evaluation_key(run, images, 10, per_pass + 1, 0)["images_per_pass"] == per_pass
+    partial = tmp_path / "partial.json"
+    args = ["eval", str(run_dir), "--iwae", "2", "--limit", "3", "--partial", str(partial)]
+    assert main([*args, "--batch-size", str(per_pass + 1)]) == 0
+    saved = json.loads(partial.read_text())
+    del saved["key"]["images_per_pass"]  # as a vaekit without the grouping wrote it
+    partial.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert "grouping of a batch's images" in error_of(capsys, [*args, "--batch-size", str(per_pass + 1)])
 
 
 def test_resume_continues_from_the_cli(run_dir, tmp_path, capsys):

@@ -60,8 +60,9 @@ def log_weight_chunks(model: ImageVAE, x: torch.Tensor, k: int, generator: torch
 
 def image_groups(model: ImageVAE, x: torch.Tensor, chunk: int | None) -> tuple[torch.Tensor, ...]:
     """A batch split so that one pass of one sample per image stays within the model's
-    `samples_per_pass` (unless the caller set the chunk): larger passes spill out of the caches
-    and run up to 4x slower (benchmarks/iwae_chunk.py)."""
+    `samples_per_pass`: larger passes spill out of the caches and ran 1.9-4.8x slower
+    (benchmarks/iwae_chunk.py). A caller that sets the chunk chooses the pass itself (benchmarks,
+    tests), so its batch stays whole."""
     return (x,) if chunk else x.split(model.samples_per_pass)
 
 
@@ -82,8 +83,10 @@ def elbo_estimate(model: ImageVAE, x: torch.Tensor, k: int, generator: torch.Gen
                   chunk: int | None = None, on_chunk: Callable[[int], None] | None = None) -> torch.Tensor:
     """The ELBO per image, (B,), averaged over k posterior samples drawn in chunks as for
     `iwae_bound` (the same generator state gives both the same samples)."""
-    return torch.cat([sum(w.sum(0) for w in log_weight_chunks(model, group, k, generator, chunk, on_chunk)) / k
-                      for group in image_groups(model, x, chunk)])
+    means = []
+    for group in image_groups(model, x, chunk):
+        means.append(sum(w.sum(0) for w in log_weight_chunks(model, group, k, generator, chunk, on_chunk)) / k)
+    return torch.cat(means)
 
 
 def rate_distortion_loss(out: CodecOutput, x: torch.Tensor, lambdas: torch.Tensor) -> LossTerms:

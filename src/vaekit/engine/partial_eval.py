@@ -2,9 +2,9 @@
 
 IWAE at k=5000 over a test set takes hours on a CPU. The file holds the per-image scores and
 the generator's state after the last finished batch, so a resumed evaluation draws the same
-samples as an uninterrupted one and, with the same number of threads, reaches the same result. A key (hashes of the weights and
-the prepared images, k, batch size, seed, chunking, torch version) keeps a file from being
-continued by another evaluation.
+samples as an uninterrupted one and, with the same number of threads, reaches the same result. A
+key (hashes of the weights and the prepared images, k, batch size, seed, chunking and grouping,
+torch version) keeps a file from being continued by another evaluation.
 """
 from __future__ import annotations
 
@@ -26,18 +26,24 @@ FORMAT = 1
 
 def evaluation_key(run: Run, images: torch.Tensor, iwae_k: int, batch_size: int, seed: int) -> dict:
     """What must match for saved scores to belong to this evaluation and for the resumed part to
-    draw the samples an uninterrupted run would (the chunking over k and torch's generators)."""
+    draw the samples an uninterrupted run would (the chunking over k, the grouping of a batch's
+    images and torch's generators). The grouping is named only where it applies, a batch larger
+    than a pass, so the keys of files written before it existed still match."""
     pixels = images.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-    return {"model_sha256": model_fingerprint(run.config.to_dict(), run.model).hex(),
-            "images_sha256": hashlib.sha256(pixels).hexdigest(), "n_images": len(images),
-            "iwae_k": iwae_k, "batch_size": batch_size, "seed": seed,
-            "samples_per_pass": run.model.samples_per_pass, "torch": torch.__version__}
+    key = {"model_sha256": model_fingerprint(run.config.to_dict(), run.model).hex(),
+           "images_sha256": hashlib.sha256(pixels).hexdigest(), "n_images": len(images),
+           "iwae_k": iwae_k, "batch_size": batch_size, "seed": seed,
+           "samples_per_pass": run.model.samples_per_pass, "torch": torch.__version__}
+    if batch_size > run.model.samples_per_pass:
+        key["images_per_pass"] = run.model.samples_per_pass  # see vaekit.losses.image_groups
+    return key
 
 
 # the key's fields in the words of the error a mismatch gives
 KEY_WORDS = {"model_sha256": "weights", "images_sha256": "images (data, split, --limit or binarization)",
              "n_images": "number of images", "iwae_k": "--iwae", "batch_size": "--batch-size", "seed": "--seed",
-             "samples_per_pass": "chunking over k (another vaekit version)", "torch": "torch version"}
+             "samples_per_pass": "chunking over k (another vaekit version)", "torch": "torch version",
+             "images_per_pass": "grouping of a batch's images (another vaekit version)"}
 
 
 def resume_partial(path: str | Path, key: dict,

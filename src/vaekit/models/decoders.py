@@ -12,7 +12,7 @@ from vaekit.models.encoders import mlp, pooled_size
 class MLPDecoder(nn.Module):
     """Kingma & Welling (2014): z -> 400 (ReLU) -> P*C*H*W outputs."""
 
-    samples_per_pass = 1000  # the fastest IWAE pass of 784-400-20 (benchmarks/iwae_chunk.py)
+    samples_per_pass = 1000  # the fastest IWAE pass of 784-400-20 on MNIST in two runs (benchmarks/iwae_chunk.py)
 
     def __init__(self, image_shape: tuple[int, int, int], hidden_dims: tuple[int, ...], latent_dim: int,
                  params_per_channel: int):
@@ -33,7 +33,9 @@ class ConvDecoder(nn.Module):
     """Mirror of `ConvEncoder`: fully connected to a (widths[-1], H/2^L, W/2^L) map, one stride-2
     transposed convolution per width, a 3x3 conv to the likelihood parameters, then a crop to (H, W)."""
 
-    samples_per_pass = 200  # full-resolution maps: IWAE passes 3.5-3.9x faster than 20,000 (benchmarks/iwae_chunk.py)
+    # IWAE pass at or near the best of 100-20,000 in two runs on MNIST (benchmarks/iwae_chunk.py): the
+    # full-resolution maps of larger passes spill out of the caches (20,000 ran 3.5-3.9x slower)
+    samples_per_pass = 200
 
     def __init__(self, image_shape: tuple[int, int, int], widths: tuple[int, ...], latent_dim: int, fc_dim: int,
                  params_per_channel: int):

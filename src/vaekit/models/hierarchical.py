@@ -87,8 +87,9 @@ class HierarchicalVAE(ImageVAE):
     `encoder_blocks` residual cells per resolution on the way up; zdim latent channels per group;
     the finest level at 1/stride of the image's resolution; `activation` inside every cell."""
 
-    # image-samples per IWAE pass: 100 to 1,000 run alike, 2,000 up to 1.4x and 20,000 4x slower
-    # (benchmarks/iwae_chunk.py); the k=5000 evaluations' partial files record 500
+    # image-samples per IWAE pass: 100 to 1,000 run alike within run-to-run noise, 2,000 up to 1.4x
+    # and 20,000 4-5x slower (benchmarks/iwae_chunk.py); changing it changes the draws and the
+    # `vaekit eval --partial` key, so existing partial files would be refused
     samples_per_pass = 500
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: Likelihood, width: int = 64,
