@@ -14,11 +14,10 @@ import argparse
 
 import torch
 
-from common import interleaved_step_seconds, machine, write_result
+from common import interleaved_step_seconds, machine, model_config, write_result
 from memory_format import STEPS_PER_TURN, training_step
 from mnist_likelihood import MODELS
 
-from vaekit.config import Config
 from vaekit.engine.trainer import make_optimizer
 from vaekit.nn.blocks import ACTIVATIONS
 from vaekit.registry import build_model
@@ -28,8 +27,7 @@ def step_seconds(model_settings: dict, rounds: int) -> dict[str, float]:
     x = ((torch.rand(64, 1, 28, 28) * 255).round() / 255).contiguous(memory_format=torch.channels_last)
     steps = {}
     for activation in ACTIVATIONS:
-        config = Config().replace({**{f"model.{k}": v for k, v in model_settings.items()},
-                                   "image_shape": [1, 28, 28], "hvae_activation": activation})
+        config = model_config(model_settings, hvae_activation=activation)
         torch.manual_seed(0)
         model = build_model(config.model).to(memory_format=torch.channels_last)
         steps[activation] = training_step(model, make_optimizer(model, config.train), x, config)

@@ -53,6 +53,15 @@ def cpu_model() -> str:
                 platform.processor() or "unknown")
 
 
+def model_config(settings: dict, shape=(1, 28, 28), **overrides):
+    """The config of a model given by its `model` settings (as in mnist_likelihood.MODELS) for images
+    of `shape`, with further overrides by field or flag name."""
+    from vaekit.config import Config
+
+    return Config().replace({**{f"model.{k}": v for k, v in settings.items()}, "image_shape": list(shape),
+                             **overrides})
+
+
 def earlier(path: str | Path, key: str) -> dict:
     """What a result file already holds under `key` ({} if nothing), for scripts that measure
     part of their table per run and keep the rest."""

@@ -18,10 +18,9 @@ import argparse
 
 import torch
 
-from common import interleaved_step_seconds, machine, write_result
+from common import interleaved_step_seconds, machine, model_config, write_result
 from mnist_likelihood import MODELS
 
-from vaekit.config import Config
 from vaekit.losses import iwae_bound
 from vaekit.registry import build_model
 
@@ -31,8 +30,7 @@ MIN_SAMPLES = 4000  # image-samples per timed call
 
 
 def build(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
-    config = Config().replace({**{f"model.{k}": v for k, v in MODELS[name]["model"].items()},
-                               "image_shape": [1, 28, 28]})
+    config = model_config(MODELS[name]["model"])
     torch.manual_seed(0)
     model = build_model(config.model).eval()
     grey = torch.rand(IMAGES, 1, 28, 28)

@@ -16,7 +16,7 @@ import copy
 
 import torch
 
-from common import interleaved_step_seconds, machine, write_result
+from common import interleaved_step_seconds, machine, model_config, write_result
 from mnist_likelihood import MODELS
 
 from vaekit.config import Config
@@ -36,7 +36,7 @@ CASES = {  # name: (model settings, image shape, batch)
 
 
 def step_seconds(model_settings: dict, shape: tuple[int, int, int], batch: int, rounds: int) -> dict[str, float]:
-    config = Config().replace({**{f"model.{k}": v for k, v in model_settings.items()}, "image_shape": list(shape)})
+    config = model_config(model_settings, shape)
     torch.manual_seed(0)
     model = build_model(config.model)
     x = (torch.rand(batch, *shape) * 255).round() / 255

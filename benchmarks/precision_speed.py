@@ -18,11 +18,10 @@ import copy
 
 import torch
 
-from common import interleaved_step_seconds, machine, matmul_peak_gflops, write_result
+from common import interleaved_step_seconds, machine, matmul_peak_gflops, model_config, write_result
 from memory_format import STEPS_PER_TURN, training_step
 from mnist_likelihood import MODELS
 
-from vaekit.config import Config
 from vaekit.engine.trainer import make_optimizer
 from vaekit.registry import build_model
 
@@ -35,8 +34,7 @@ CASES = {  # name: (the benchmark's model and train settings, batch, binarized p
 
 
 def step_seconds(settings: dict, batch: int, binary: bool, rounds: int) -> dict[str, float]:
-    config = Config().replace({**{f"model.{k}": v for k, v in settings["model"].items()},
-                               "image_shape": [1, 28, 28]})
+    config = model_config(settings["model"])
     layout = torch.channels_last if settings["train"].get("channels_last") else torch.contiguous_format
     torch.manual_seed(0)
     model = build_model(config.model).to(memory_format=layout)
