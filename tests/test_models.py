@@ -125,6 +125,8 @@ def test_elbo_estimate_in_chunks_is_the_mean_log_weight_and_below_the_iwae_bound
 def test_a_batch_larger_than_a_pass_is_scored_in_groups_of_images():
     model = model_for("conv")
     assert model.samples_per_pass == 200 and model_for("mlp").samples_per_pass == 1000  # the decoder's choice
+    assert model_for("conv", condition="downscale").samples_per_pass == 100  # the conditional conv decoder's
+    assert model_for("mlp", condition="downscale").samples_per_pass == 500  # ImageVAE's default
     model.samples_per_pass = 3
     x = torch.bernoulli(torch.rand(7, 1, 28, 28))
     g = lambda: torch.Generator().manual_seed(4)  # noqa: E731

@@ -60,7 +60,7 @@ def log_weight_chunks(model: ImageVAE, x: torch.Tensor, k: int, generator: torch
 
 def image_groups(model: ImageVAE, x: torch.Tensor, chunk: int | None) -> tuple[torch.Tensor, ...]:
     """A batch split so that one pass of one sample per image stays within the model's
-    `samples_per_pass`: larger passes spill out of the caches and ran 1.9-4.8x slower
+    `samples_per_pass`: larger passes spill out of the caches and ran up to 4.8x slower
     (benchmarks/iwae_chunk.py). A caller that sets the chunk chooses the pass itself (benchmarks,
     tests), so its batch stays whole."""
     return (x,) if chunk else x.split(model.samples_per_pass)

@@ -34,8 +34,8 @@ class ImageVAE(nn.Module):
     reconstruct, on images (B, C, H, W) in [0, 1] of one fixed shape."""
 
     # image-samples per IWAE pass: bounds memory for k in the thousands and, through the caches, speed
-    # (benchmarks/iwae_chunk.py: 20,000 ran 1.9-4.8x slower than the best for every model measured);
-    # the default for models that name none (the conditional VAE, not measured)
+    # (benchmarks/iwae_chunk.py: 20,000 ran 1.3-4.8x slower than the best for every model measured);
+    # the default for models that name none (the conditional MLP VAEs: at or within 1% of their best)
     samples_per_pass = 500
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: Likelihood):
