@@ -49,3 +49,14 @@ def error_of(capsys, argv) -> str:
     assert code == 2, err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     return err
+
+
+def usage_error_of(capsys, argv) -> str:
+    """Run the CLI on flags argparse refuses: exit 2 before any work, no traceback; the error line."""
+    from vaekit.cli.main import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit.value.code == 2 and "Traceback" not in err, err
+    return err.splitlines()[-1]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vaekit.cli.main import main
-from conftest import error_of
+from conftest import error_of, usage_error_of
 
 TINY = ["--data", "digits", "--limit", "200", "--latent-dim", "3", "--hidden-dims", "16", "--epochs", "2",
         "--batch-size", "50"]
@@ -116,8 +116,7 @@ def test_an_interrupted_eval_resumes_to_the_uninterrupted_result(run_dir, capsys
     assert "is a folder" in error_of(capsys, [*args, "--partial", str(tmp_path)])
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert "cannot write the partial evaluation file" in error_of(
-        capsys, [*args, "--partial", str(blocker / "partial.json")])
+    assert "is a file, not a folder" in error_of(capsys, [*args, "--partial", str(blocker / "partial.json")])
     assert "name the same file" in error_of(capsys, [*args, "--partial", str(partial), "-o", str(partial)])
 
 
@@ -168,10 +167,51 @@ def test_errors_are_one_sentence(run_dir, capsys, tmp_path, digit_pngs):
     assert "cannot read image" in error_of(capsys, ["interpolate", str(run_dir), str(tmp_path / "bad.png"),
                                                     digit_pngs[0], "-o", str(tmp_path / "o.png")])
     assert "takes images of shape 1x8x8" in error_of(capsys, ["eval", str(run_dir), "--data", "sprites"])
-    assert "--batch-size and --limit must be at least 1" in error_of(capsys, ["eval", str(run_dir), "--limit", "0"])
     assert "--dims must lie in 0..2" in error_of(capsys, ["traverse", str(run_dir), "--dims", "5",
                                                           "-o", str(tmp_path / "t.png")])
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "RUN", "-n", "0", "-o", "s.png"], "argument -n: must be at least 1, got 0"),
+    (["sample", "RUN", "--temperature", "nan", "-o", "s.png"], "argument --temperature: must be a finite number"),
+    (["interpolate", "RUN", "a.png", "b.png", "--steps", "1", "-o", "i.png"], "argument --steps: must be at least 2"),
+    (["traverse", "RUN", "--dims", "0,x", "-o", "t.png"], "argument --dims: expected comma-separated whole numbers"),
+    (["traverse", "RUN", "--span", "inf", "-o", "t.png"], "argument --span: must be a finite number"),
+    (["eval", "RUN", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
+    (["eval", "RUN", "--threads", "-1"], "argument --threads: must be at least 1, got -1"),
+    (["eval", "RUN", "--iwae", "-5"], "argument --iwae: must be at least 0, got -5"),
+    (["index", "RUN", "--batch-size", "0", "-o", "ix"], "argument --batch-size: must be at least 1"),
+    (["detect", "RUN", "--fpr", "1", "-o", "r"], "argument --fpr: must be below 1, got 1"),
+    (["compress", "RUN", "mnist", "--limit", "-1", "--lossless", "-o", "x.vkz"],
+     "argument --limit: must be at least 1"),
+    (["demo", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["video", "generate", "RUN", "--fps", "0", "-o", "a.gif"], "argument --fps: must be above 0, got 0"),
+])
+def test_values_outside_their_range_are_refused_while_parsing(capsys, argv, message):
+    assert message in usage_error_of(capsys, argv)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_config_numbers_must_be_finite(capsys, tmp_path, value):
+    """NaN passes every range check (each comparison is false); inf trains a NaN model."""
+    assert f"train.lr must be a finite number, got {value}" in error_of(
+        capsys, ["train", *TINY, "--out", str(tmp_path / "r"), "--lr", value])
+    assert "finite" in error_of(capsys, ["train", *TINY, "--out", str(tmp_path / "r"), "--set", f"beta={value}"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(run_dir, capsys, tmp_path, digit_pngs):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert "the output" in error_of(capsys, ["sample", str(run_dir), "-o", str(tmp_path)])
+    assert "is a folder; give a file name" in error_of(capsys, ["eval", str(run_dir), "-o", str(tmp_path)])
+    assert f"{a_file} is a file; give a folder" in error_of(
+        capsys, ["reconstruct", str(run_dir), digit_pngs[0], "-o", str(a_file)])
+    assert f"{a_file} is a file, not a folder" in error_of(
+        capsys, ["sample", str(run_dir), "-o", str(a_file / "s.png")])
+    assert "is a file; give a folder" in error_of(capsys, ["train", *TINY, "--out", str(a_file)])
+    assert a_file.read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "d0.png", "d1.png"]
 
 
 def test_help_lists_every_flag_with_defaults(capsys):

@@ -17,7 +17,7 @@ from vaekit.registry import build_model
 from vaekit.tasks.inpaint import box_mask, inpaint
 from vaekit.tasks.restore import denoise, estimate_sigma, random_crops, repair, self_ensemble, upscale
 from vaekit.tasks.tiles import run_tiled, tile_starts
-from conftest import tiny_config
+from conftest import tiny_config, usage_error_of
 
 G = torch.Generator
 
@@ -353,13 +353,30 @@ def test_cli_errors_are_one_sentence(runs, tmp_path, capsys):
              (["inpaint", str(runs["plain"]), grey, "--mask", mask, "-o", str(tmp_path / "o.png")], "mask is 5x5"),
              (["inpaint", str(runs["plain"]), grey, "--box", "1,2", "-o", str(tmp_path / "o.png")], "x,y,w,h"),
              (["repair", str(runs["sr"]), grey, "-o", str(tmp_path / "o.png")], "cannot repair"),
-             (["denoise", str(runs["noise"]), grey, "--sigma", "-1", "-o", str(tmp_path / "o.png")], "positive"),
              (["upscale", str(runs["sr"]), str(tmp_path / "none.png"), "-o", str(tmp_path / "o.png")], "no image")]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--sigma: must be above 0" in usage_error_of(
+        capsys, ["denoise", str(runs["noise"]), grey, "--sigma", "-1", "-o", str(tmp_path / "o.png")])
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_folder_is_restored_whole_or_not_at_all(runs, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_png(folder / "a.png", np.zeros((8, 8), np.uint8))
+    (folder / "b.png").write_bytes(b"\x89PNG not really")  # read after a.png was denoised
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.png").write_bytes(b"kept")
+    assert main(["denoise", str(runs["noise"]), str(folder), "-o", str(tmp_path / "out")]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no temporary folder left
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["old.png"]  # a.png's output did not arrive
+    (folder / "b.png").unlink()
+    assert main(["denoise", str(runs["noise"]), str(folder), "-o", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "old.png"]
 
 
 def test_cli_crops(tmp_path):

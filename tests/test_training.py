@@ -230,6 +230,50 @@ def test_bad_checkpoints_are_clear_errors(trained_run, tmp_path):
         vaekit.load(other)
 
 
+def test_resume_refuses_an_edited_state_and_leaves_the_checkpoint_as_it_was(trained_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    config = trained_run.config.replace({"epochs": 3})
+
+    def edited(name: str, state_edit=None, tensors_edit=None):
+        ckpt = shutil.copytree(trained_run.path, tmp_path / name) / "checkpoint"
+        if state_edit:
+            state = json.loads((ckpt / "state.json").read_text())
+            state_edit(state)
+            (ckpt / "state.json").write_text(json.dumps(state))
+        if tensors_edit:
+            tensors = load_file(ckpt / "optimizer.safetensors")
+            tensors_edit(tensors)
+            save_file(tensors, ckpt / "optimizer.safetensors")
+        return ckpt.parent
+
+    (edited("list") / "checkpoint/state.json").write_text("[1]")
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        vaekit.load(tmp_path / "list")
+    cases = [(dict(state_edit=lambda s: s.pop("epoch")), "'epoch' is missing or not a count"),
+             (dict(state_edit=lambda s: s.update(step="x")), "'step' is missing or not a count"),
+             (dict(state_edit=lambda s: s["optimizer"].update(param_groups=[])), "do not fit this model's optimizer"),
+             (dict(state_edit=lambda s: s["optimizer"].pop("scalars")), "do not fit this model's optimizer"),
+             (dict(tensors_edit=lambda t: t.pop("3.exp_avg")), r"a parameter's state lacks \{'exp_avg'\}"),
+             # moments of the wrong size trained 14 NaN steps and saved them over the good checkpoint
+             (dict(tensors_edit=lambda t: t.update({"0.exp_avg": t["0.exp_avg"].flatten()[:3]})),
+              r"an? 'exp_avg' of shape \(3,\) for a parameter of shape \(32, 64\)")]
+    for i, (edit, message) in enumerate(cases):
+        run = edited(f"case{i}", **edit)
+        before = {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()}
+        with pytest.raises(CheckpointError, match=message):
+            fit(config, run, resume=True, progress=False)
+        assert {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()} == before
+    ema_file = edited("ema") / "checkpoint/ema.safetensors"
+    ema = load_file(ema_file)
+    ema["module.encoder.net.0.weight"] = ema["module.encoder.net.0.weight"][:3]
+    save_file(ema, ema_file)
+    with pytest.raises(CheckpointError, match="ema.safetensors does not fit this model"):
+        fit(config, tmp_path / "ema", resume=True, progress=False)
+
+
 def test_report_files(trained_run):
     for name in ("index.html", "samples.png", "reconstructions.png", "interpolation.png", "traversal.png",
                  "loss.png", "metrics.json"):

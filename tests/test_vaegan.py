@@ -14,7 +14,7 @@ from vaekit.errors import ConfigError, DataError
 from vaekit.models.vaegan import VAEGAN
 from vaekit.quality import (ClassifierSpec, feature_classifier, frechet_distance, inception_fid, sample_quality,
                             sharpness)
-from conftest import error_of, tiny_config
+from conftest import error_of, tiny_config, usage_error_of
 
 GAN = {"model": "vaegan", "vaegan_base": "mlp", "hidden_dims": (16,), "disc_widths": (4, 8)}
 CLI_GAN = ["--data", "digits", "--limit", "200", "--model", "vaegan", "--vaegan-base", "mlp", "--hidden-dims", "16",
@@ -201,7 +201,10 @@ def test_quality_errors_are_clear(tmp_path, gan_run, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a network")
     with pytest.raises(DataError, match="not a TorchScript Inception network"):
         inception_fid(torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8), tmp_path / "bad.pt")
-    assert "-n must be at least 2" in error_of(capsys, ["quality", str(gan_run), "-n", "1"])
+    assert "argument -n: must be at least 2" in usage_error_of(capsys, ["quality", str(gan_run), "-n", "1"])
+    (tmp_path / "a_file").write_text("")
+    assert "--classifier-dir" in error_of(
+        capsys, ["quality", str(gan_run), "--classifier-dir", str(tmp_path / "a_file")])
     assert "Inception FID needs" in error_of(capsys, ["quality", str(gan_run), "-n", "10", "--classifier-dir",
                                                       str(tmp_path / "c"), "--inception", str(tmp_path / "no.pt")])
 

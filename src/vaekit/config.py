@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,7 +293,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if origin is tuple:
             items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
             element = typing.get_args(base)[0]
-            return tuple(float(v) if element is float else int(v) for v in items)
+            return tuple(finite(float(v), key) if element is float else int(v) for v in items)
         if base is bool:
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
@@ -304,10 +305,17 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
                 raise ValueError
             return int(value)
         if base is float:
-            return float(value)
+            return finite(float(value), key)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key} must be {_type_name(base)}, got {value!r}") from None
+
+
+def finite(value: float, key: str) -> float:
+    """NaN passes every range check (each comparison is false) and inf trains a NaN model: refuse both."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    return value
 
 
 def _type_name(t: Any) -> str:

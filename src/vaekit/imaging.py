@@ -50,6 +50,8 @@ def load_image(path: str | Path, shape: tuple[int, int, int]) -> torch.Tensor:
 
     c, h, w = shape
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give image files")
     if not path.is_file():
         raise DataError(f"image {path} does not exist")
     try:

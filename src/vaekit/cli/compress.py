@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vaekit.cli.values import COUNT
+
 
 def register(sub) -> None:
     comp = sub.add_parser("compress", help="compress images with a trained model into one .vkz file")
@@ -20,18 +22,18 @@ def register(sub) -> None:
                       "good start)")
     comp.add_argument("--split", default="test", choices=("train", "test"), help="split of a dataset INPUT")
     comp.add_argument("--data-dir", help="folder holding existing IDX files (for a dataset INPUT)")
-    comp.add_argument("--limit", type=int, help="only the first N images of a dataset INPUT")
+    comp.add_argument("--limit", type=COUNT, help="only the first N images of a dataset INPUT")
     comp.add_argument("--latent-bits", type=int, default=None,
                       help="bins per latent dimension, as a power of two (default: 10)")
-    comp.add_argument("--threads", type=int, help="torch CPU threads")
-    comp.set_defaults(func=cmd_compress)
+    comp.add_argument("--threads", type=COUNT, help="torch CPU threads")
+    comp.set_defaults(func=cmd_compress, out_kind="file")
 
     dec = sub.add_parser("decompress", help="decode a .vkz file into PNG images")
     dec.add_argument("file", help="a .vkz file")
     dec.add_argument("--run", help="run folder of the model that compressed it (default: the one the file names)")
     dec.add_argument("-o", "--out", required=True, help="output folder for the PNG files")
-    dec.add_argument("--threads", type=int, help="torch CPU threads")
-    dec.set_defaults(func=cmd_decompress)
+    dec.add_argument("--threads", type=COUNT, help="torch CPU threads")
+    dec.set_defaults(func=cmd_decompress, out_kind="folder")
 
 
 def cmd_compress(args) -> None:

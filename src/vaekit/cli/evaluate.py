@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vaekit.cli.values import COUNT, whole
+
 
 def register(sub) -> None:
     ev = sub.add_parser("eval", help="negative ELBO, IWAE NLL and bits/dim on a dataset split, as JSON")
@@ -11,9 +13,10 @@ def register(sub) -> None:
     ev.add_argument("--data", help="dataset name or path (default: the run's training data)")
     ev.add_argument("--data-dir", help="folder holding existing IDX files")
     ev.add_argument("--split", default="test", choices=("train", "test"))
-    ev.add_argument("--iwae", type=int, default=0, metavar="K", help="importance samples for the IWAE NLL (0: skip)")
-    ev.add_argument("--batch-size", type=int, default=500)
-    ev.add_argument("--limit", type=int, help="evaluate only the first N images")
+    ev.add_argument("--iwae", type=whole(0), default=0, metavar="K",
+                    help="importance samples for the IWAE NLL (0: skip)")
+    ev.add_argument("--batch-size", type=COUNT, default=500)
+    ev.add_argument("--limit", type=COUNT, help="evaluate only the first N images")
     ev.add_argument("--no-binarize", action="store_true",
                     help="score grey levels as they are (default: binarize once with seed 0 for unconditional "
                          "Bernoulli models, as the run's report does; a restoration model sees the grey images)")
@@ -21,14 +24,14 @@ def register(sub) -> None:
     ev.add_argument("--probe", action="store_true",
                     help="also fit a linear probe and a k-NN classifier on the train split's latents and report "
                          "their accuracy on this split's labels (what `vaekit probe` measures)")
-    ev.add_argument("--probe-k", type=int, default=10, help="neighbours of the probe's k-NN classifier (default: 10)")
+    ev.add_argument("--probe-k", type=COUNT, default=10, help="neighbours of the probe's k-NN classifier (default: 10)")
     ev.add_argument("--partial", metavar="FILE",
                     help="keep the finished batches' per-image scores in this JSON file and, when it exists, "
                          "continue after them: an IWAE evaluation with k in the thousands takes hours on a CPU and "
                          "can be stopped and resumed (it draws the samples an uninterrupted run would)")
-    ev.add_argument("--threads", type=int, help="torch CPU threads")
+    ev.add_argument("--threads", type=COUNT, help="torch CPU threads")
     ev.add_argument("-o", "--out", help="also write the JSON to this file")
-    ev.set_defaults(func=cmd_eval)
+    ev.set_defaults(func=cmd_eval, out_kind="file")
 
 
 def cmd_eval(args) -> None:
@@ -37,17 +40,16 @@ def cmd_eval(args) -> None:
     from vaekit.config import scored_binarized
     from vaekit.engine.checkpoint import load_vae
     from vaekit.data import load_dataset
-    from vaekit.engine.files import write_json
+    from vaekit.engine.files import check_output, write_json
     from vaekit.engine.partial_eval import evaluation_key, resume_partial
     from vaekit.errors import VaekitError
     from vaekit.metrics import evaluate
     from vaekit.report import prepare_eval_images
 
-    if args.batch_size < 1 or args.iwae < 0 or (args.limit is not None and args.limit < 1):
-        raise VaekitError(f"--batch-size and --limit must be at least 1 and --iwae at least 0, got "
-                          f"{args.batch_size}, {args.limit} and {args.iwae}")
     if args.partial and args.out and Path(args.partial).resolve() == Path(args.out).resolve():
         raise VaekitError("--partial and -o name the same file; the partial scores need their own")
+    if args.partial:
+        check_output(args.partial)  # before hours of scoring, not at the first save
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_vae(args.run)

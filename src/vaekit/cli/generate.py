@@ -3,38 +3,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vaekit.cli.values import COUNT, number, whole, whole_list
+
 
 def register(sub) -> None:
     sample = sub.add_parser("sample", help="draw new images from a trained model")
     sample.add_argument("run")
-    sample.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    sample.add_argument("-n", type=COUNT, default=64, help="number of images (default: 64)")
     sample.add_argument("-o", "--out", required=True, help="output image (PNG)")
-    sample.add_argument("--temperature", type=float, default=1.0, help="prior standard deviation (default: 1)")
+    sample.add_argument("--temperature", type=number(low=0.0), default=1.0,
+                        help="prior standard deviation (default: 1)")
     sample.add_argument("--seed", type=int, default=0)
-    sample.set_defaults(func=cmd_sample)
+    sample.set_defaults(func=cmd_sample, out_kind="file")
 
     recon = sub.add_parser("reconstruct", help="encode and decode images")
     recon.add_argument("run")
     recon.add_argument("images", nargs="+")
     recon.add_argument("-o", "--out", required=True, help="output folder")
-    recon.set_defaults(func=cmd_reconstruct)
+    recon.set_defaults(func=cmd_reconstruct, out_kind="folder")
 
     interp = sub.add_parser("interpolate", help="decode a path between two images' latent codes")
     interp.add_argument("run")
     interp.add_argument("a")
     interp.add_argument("b")
     interp.add_argument("-o", "--out", required=True, help="output image strip (PNG)")
-    interp.add_argument("--steps", type=int, default=10)
+    interp.add_argument("--steps", type=whole(2), default=10, help="images in the strip, both ends included")
     interp.add_argument("--spherical", action="store_true", help="spherical instead of linear interpolation")
-    interp.set_defaults(func=cmd_interpolate)
+    interp.set_defaults(func=cmd_interpolate, out_kind="file")
 
     trav = sub.add_parser("traverse", help="vary one latent dimension at a time")
     trav.add_argument("run")
     trav.add_argument("-o", "--out", required=True, help="output grid (PNG)")
-    trav.add_argument("--dims", help="comma-separated latent dims (default: the first 10)")
-    trav.add_argument("--steps", type=int, default=9)
-    trav.add_argument("--span", type=float, default=2.5, help="go from -span to +span (default: 2.5)")
-    trav.set_defaults(func=cmd_traverse)
+    trav.add_argument("--dims", type=whole_list, help="comma-separated latent dims (default: the first 10)")
+    trav.add_argument("--steps", type=COUNT, default=9, help="images per dimension")
+    trav.add_argument("--span", type=number(above=0.0), default=2.5, help="go from -span to +span (default: 2.5)")
+    trav.set_defaults(func=cmd_traverse, out_kind="file")
 
 
 def cmd_sample(args) -> None:
@@ -80,7 +83,7 @@ def cmd_traverse(args) -> None:
     from vaekit.tasks.generate import traverse
 
     model = load_vae(args.run).model
-    dims = [int(d) for d in args.dims.split(",")] if args.dims else None
-    if dims and not all(0 <= d < model.latent_dim for d in dims):
+    dims = args.dims
+    if dims and not all(d < model.latent_dim for d in dims):
         raise VaekitError(f"--dims must lie in 0..{model.latent_dim - 1}")
     print(save_grid(args.out, traverse(model, dims, args.steps, args.span), nrow=args.steps))

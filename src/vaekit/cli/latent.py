@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vaekit.cli.values import COUNT, number
+
 
 def register(sub) -> None:
     index = sub.add_parser("index", help="embed a collection (posterior means) into a searchable index")
@@ -13,17 +15,17 @@ def register(sub) -> None:
     index.add_argument("--append", action="store_true", help="add the images to an existing index")
     index.add_argument("--backend", choices=("exact", "faiss-hnsw"),
                        help="search backend for a new index (default: exact; faiss-hnsw needs the faiss extra)")
-    index.set_defaults(func=cmd_index)
+    index.set_defaults(func=cmd_index, out_kind="folder")
 
     search = sub.add_parser("search", help="the nearest indexed images to query images, as JSON")
     search.add_argument("index")
     search.add_argument("queries", nargs="+", metavar="QUERY", help="query image files")
-    search.add_argument("-k", type=int, default=10, help="neighbours per query (default: 10)")
+    search.add_argument("-k", type=COUNT, default=10, help="neighbours per query (default: 10)")
     search.add_argument("-o", "--out", help="also write a grid: each query, then its neighbours (PNG)")
     search.add_argument("--run", help="the run that built the index (default: the folder it names)")
     search.add_argument("--exact", action="store_true", help="search exactly even if the index is approximate")
     search.add_argument("--resize", action="store_true", help="resize queries of another size to the model's")
-    search.set_defaults(func=cmd_search)
+    search.set_defaults(func=cmd_search, out_kind="file")
 
     detect = sub.add_parser("detect", help="anomaly scores, a calibrated threshold and a report")
     detect.add_argument("run")
@@ -33,11 +35,12 @@ def register(sub) -> None:
     detect.add_argument("--normal-split", default="test", choices=("train", "test"))
     detect.add_argument("--score", default="iwae", choices=("elbo", "iwae", "recon"),
                         help="negative ELBO, importance-weighted NLL or reconstruction NLL (default: iwae)")
-    detect.add_argument("-k", type=int, default=100, help="posterior samples per image (default: 100)")
-    detect.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate (default: 0.05)")
+    detect.add_argument("-k", type=COUNT, default=100, help="posterior samples per image (default: 100)")
+    detect.add_argument("--fpr", type=number(above=0.0, below=1.0), default=0.05,
+                        help="target false-positive rate (default: 0.05)")
     detect.add_argument("--seed", type=int, default=0)
     detect.add_argument("-o", "--out", required=True, help="report folder")
-    detect.set_defaults(func=cmd_detect)
+    detect.set_defaults(func=cmd_detect, out_kind="folder")
 
     latent_map = sub.add_parser("latent-map", help="2-D map of the latent space coloured by label (PNG)")
     latent_map.add_argument("run")
@@ -47,14 +50,14 @@ def register(sub) -> None:
     latent_map.add_argument("--factor", help="for factor labels (sprites): the factor to colour by")
     latent_map.add_argument("--seed", type=int, default=0)
     latent_map.add_argument("-o", "--out", required=True, help="output image (PNG)")
-    latent_map.set_defaults(func=cmd_latent_map)
+    latent_map.set_defaults(func=cmd_latent_map, out_kind="file")
 
     probe = sub.add_parser("probe", help="linear-probe and k-NN accuracy of labels from the latents, as JSON")
     probe.add_argument("run")
     _data_arguments(probe, split=None)
-    probe.add_argument("-k", type=int, default=10, help="neighbours of the k-NN classifier (default: 10)")
+    probe.add_argument("-k", type=COUNT, default=10, help="neighbours of the k-NN classifier (default: 10)")
     probe.add_argument("-o", "--out", help="also write the JSON to this file")
-    probe.set_defaults(func=cmd_probe)
+    probe.set_defaults(func=cmd_probe, out_kind="file")
 
 
 def _data_arguments(parser, split: str | None) -> None:
@@ -62,9 +65,9 @@ def _data_arguments(parser, split: str | None) -> None:
     parser.add_argument("--data-dir", help="folder holding existing IDX files")
     if split:
         parser.add_argument("--split", default=split, choices=("train", "test"), help=f"(default: {split})")
-    parser.add_argument("--limit", type=int, help="use only the first N images (of each split)")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--limit", type=COUNT, help="use only the first N images (of each split)")
+    parser.add_argument("--batch-size", type=COUNT, default=500)
+    parser.add_argument("--threads", type=COUNT, help="torch CPU threads")
 
 
 def _load(run, args, split: str, name: str | None = None):
@@ -72,12 +75,9 @@ def _load(run, args, split: str, name: str | None = None):
     import torch
 
     from vaekit.data import DATASETS, load_dataset
-    from vaekit.errors import DataError
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.limit is not None and args.limit < 1:
-        raise DataError(f"--limit must be at least 1, got {args.limit}")
     d = run.config.data
     name = name or args.data or d.data
     dataset = load_dataset(name, split, data_dir=args.data_dir or d.data_dir, image_size=d.image_size,

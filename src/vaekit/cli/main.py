@@ -20,15 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from vaekit.engine.files import check_output
     from vaekit.errors import VaekitError
 
+    command = " ".join(filter(None, (args.command, getattr(args, "video_command", None))))  # "video train"
     try:
+        if getattr(args, "out", None) and getattr(args, "out_kind", None):
+            check_output(args.out, args.out_kind)  # before any slow work
         args.func(args)
     except VaekitError as e:
-        print(f"vaekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"vaekit {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        print(f"vaekit {command}: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+from vaekit.cli.values import COUNT, whole
 
 
 def register(sub) -> None:
@@ -10,15 +13,15 @@ def register(sub) -> None:
     q.add_argument("run")
     q.add_argument("--data", help="dataset name or path (default: the run's training data)")
     q.add_argument("--data-dir", help="folder holding existing IDX files")
-    q.add_argument("-n", type=int, default=5000, help="samples and real test images compared (default: 5000)")
+    q.add_argument("-n", type=whole(2), default=5000, help="samples and real test images compared (default: 5000)")
     q.add_argument("--seed", type=int, default=0, help="seed for the samples and the classifier (default: 0)")
     q.add_argument("--classifier-dir", help="where trained classifiers are cached (default: $VAEKIT_CLASSIFIERS "
                    "or ~/.cache/vaekit/classifiers)")
     q.add_argument("--inception", metavar="PATH", help="the FID Inception network as TorchScript "
                    "(inception-2015-12-05.pt) to add the usual FID (default: $VAEKIT_INCEPTION if set)")
-    q.add_argument("--threads", type=int, help="torch CPU threads")
+    q.add_argument("--threads", type=COUNT, help="torch CPU threads")
     q.add_argument("-o", "--out", help="also write the JSON to this file")
-    q.set_defaults(func=cmd_quality)
+    q.set_defaults(func=cmd_quality, out_kind="file")
 
 
 def cmd_quality(args) -> None:
@@ -35,8 +38,8 @@ def cmd_quality(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.n < 2:
-        raise VaekitError(f"-n must be at least 2, got {args.n}")
+    if args.classifier_dir and Path(args.classifier_dir).exists() and not Path(args.classifier_dir).is_dir():
+        raise VaekitError(f"--classifier-dir {args.classifier_dir} is a file; give a folder")  # before training it
     inception = args.inception or os.environ.get("VAEKIT_INCEPTION")
     if inception:
         load_inception(inception)  # fail before the slow part

@@ -1,11 +1,14 @@
 """`vaekit denoise | inpaint | repair | upscale | crops`: restore image files with a trained model.
 
 INPUT is an image file (OUT: the output file) or a folder of them (OUT: a folder; same names as
-PNG; a progress bar). Every output file is written atomically.
+PNG; a progress bar). Every output file is written atomically, and a folder's outputs appear
+together once all are done (an unreadable image midway leaves none).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from vaekit.cli.values import COUNT, number, whole
 
 
 def add_common(p, sampling: bool = True) -> None:
@@ -16,7 +19,7 @@ def add_common(p, sampling: bool = True) -> None:
         p.add_argument("--sample", action="store_true",
                        help="draw one plausible image from the model instead of the deterministic (prior-mean) one")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling (default: 0)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=COUNT, help="torch CPU threads")
 
 
 def add_ensemble(p) -> None:
@@ -28,7 +31,8 @@ def add_ensemble(p) -> None:
 def register(sub) -> None:
     den = sub.add_parser("denoise", help="remove Gaussian noise from images")
     add_common(den)
-    den.add_argument("--sigma", type=float, help="noise standard deviation, pixels in [0, 1] (default: the model's, "
+    den.add_argument("--sigma", type=number(above=0.0, high=1.0),
+                     help="noise standard deviation, pixels in [0, 1] (default: the model's, "
                      "or estimated per image)")
     add_ensemble(den)
     den.set_defaults(func=cmd_denoise)
@@ -39,8 +43,9 @@ def register(sub) -> None:
     hole.add_argument("--mask", help="PNG of the image's size, white where pixels are filled (a folder: one mask "
                       "per image, same names)")
     hole.add_argument("--box", help="the hole as x,y,w,h in pixels (top-left origin)")
-    inp.add_argument("--samples", type=int, default=0, help="also write N posterior samples (NAME_sample1.png, ...)")
-    inp.add_argument("--proposals", type=int, default=128, help="importance samples per round (plain VAE), or "
+    inp.add_argument("--samples", type=whole(0), default=0,
+                     help="also write N posterior samples (NAME_sample1.png, ...)")
+    inp.add_argument("--proposals", type=COUNT, default=128, help="importance samples per round (plain VAE), or "
                      "draws averaged into the fill (--condition occlusion model) (default: 128)")
     inp.set_defaults(func=cmd_inpaint)
 
@@ -58,15 +63,15 @@ def register(sub) -> None:
                            "models on (then train with --tiled)")
     crops.add_argument("folder", help="folder of images (any sizes)")
     crops.add_argument("-o", "--out", required=True, help="output .npy file, uint8 (N, C, size, size)")
-    crops.add_argument("--size", type=int, default=64, help="crop side in pixels (default: 64)")
-    crops.add_argument("--count", type=int, default=20000, help="number of crops (default: 20000)")
+    crops.add_argument("--size", type=COUNT, default=64, help="crop side in pixels (default: 64)")
+    crops.add_argument("--count", type=COUNT, default=20000, help="number of crops (default: 20000)")
     crops.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grey) or 3 (RGB, default)")
     crops.add_argument("--scales", default="1", help="comma-separated factors (0, 1] to shrink each photo by "
                        "before cropping, e.g. 1,0.75,0.5: more texture per pixel (default: 1)")
     crops.add_argument("--orientations", action="store_true", help="turn each crop into a random one of its 8 "
                        "flips and quarter turns")
     crops.add_argument("--seed", type=int, default=0)
-    crops.set_defaults(func=cmd_crops)
+    crops.set_defaults(func=cmd_crops, out_kind="file")
 
 
 def image_files(path: Path) -> list[Path]:
@@ -123,10 +128,13 @@ def output_path(out: Path, source: Path, folder: bool) -> Path:
 def process(args, work) -> None:
     """Load the run, then for each input image write work(model, x, tiles, generator, path) ->
     {suffix: (1, C, H, W)} to OUT (suffix "") and OUT with the suffix before its extension."""
+    from contextlib import nullcontext
+
     import torch
     from tqdm.auto import tqdm
 
     from vaekit.engine.checkpoint import load_vae
+    from vaekit.engine.files import staged_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,11 +145,12 @@ def process(args, work) -> None:
     folder = source.is_dir()
     out = Path(args.out)
     generator = torch.Generator().manual_seed(args.seed)
-    for path in tqdm(files, desc=args.command, unit="image", disable=not folder):
-        x = read_image(path, model.image_shape[0])
-        target = output_path(out, path, folder)
-        for suffix, image in work(model, x, tiles, generator, path).items():
-            write_image(target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}"), image[0])
+    with staged_folder(out) if folder else nullcontext(out) as dest:  # a folder's outputs arrive together
+        for path in tqdm(files, desc=args.command, unit="image", disable=not folder):
+            x = read_image(path, model.image_shape[0])
+            target = output_path(dest, path, folder)
+            for suffix, image in work(model, x, tiles, generator, path).items():
+                write_image(target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}"), image[0])
     print(f"{args.command}: {len(files)} image{'s' if len(files) > 1 else ''} -> {out}")
 
 
@@ -201,11 +210,8 @@ def mask_for(args, x, path: Path):
 
 
 def cmd_inpaint(args) -> None:
-    from vaekit.errors import VaekitError
     from vaekit.tasks.inpaint import inpaint
 
-    if args.samples < 0 or args.proposals < 1:
-        raise VaekitError("--samples must be at least 0 and --proposals at least 1")
     if args.box:
         parse_box(args.box)
 
@@ -225,8 +231,6 @@ def cmd_crops(args) -> None:
     from vaekit.errors import VaekitError
     from vaekit.tasks.restore import random_crops
 
-    if args.size < 1 or args.count < 1:
-        raise VaekitError("--size and --count must be positive")
     try:
         scales = tuple(float(v) for v in args.scales.split(","))
     except ValueError:

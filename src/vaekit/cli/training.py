@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vaekit.cli.values import COUNT
+
 DEMO = {
     "data": {"data": "digits", "val_fraction": 0.15},
     "model": {"arch": "mlp", "latent_dim": 8, "hidden_dims": (256, 128)},
@@ -15,8 +17,8 @@ DEMO = {
 def register(sub) -> None:
     demo = sub.add_parser("demo", help="train a small VAE on built-in digits and write a report (no download)")
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
-    demo.add_argument("--epochs", type=int, help=f"training epochs (default: {DEMO['train']['epochs']})")
-    demo.set_defaults(func=cmd_demo)
+    demo.add_argument("--epochs", type=COUNT, help=f"training epochs (default: {DEMO['train']['epochs']})")
+    demo.set_defaults(func=cmd_demo, out_kind="folder")
 
     train = sub.add_parser("train", help="train a VAE from a YAML config and/or flags")
     train.add_argument("config", nargs="?", help="YAML file with data/model/train sections")
@@ -26,7 +28,7 @@ def register(sub) -> None:
                        help="override any config field, e.g. --set beta=4 (repeatable)")
     train.add_argument("--no-report", action="store_true", help="skip the pictures and index.html")
     add_config_flags(train)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, out_kind="folder")
 
 
 def default_text(default, help: str) -> str:

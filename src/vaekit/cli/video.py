@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vaekit.cli.values import COUNT, number
+
 
 def register(sub) -> None:
     video = sub.add_parser("video", help="train a sequential VAE on videos; generate clips and predict futures")
@@ -16,29 +18,30 @@ def register(sub) -> None:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any video config field, e.g. --set beta=1 (repeatable)")
     add_video_flags(train)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, out_kind="folder")
 
     gen = vsub.add_parser("generate", help="new clips: real opening frames, the rest sampled from the learned prior")
     gen.add_argument("run")
-    gen.add_argument("-n", type=int, default=4, help="number of clips, shown side by side (default: 4)")
-    gen.add_argument("--frames", type=int, default=30, help="frames per clip, the opening ones included (default: 30)")
+    gen.add_argument("-n", type=COUNT, default=4, help="number of clips, shown side by side (default: 4)")
+    gen.add_argument("--frames", type=COUNT, default=30,
+                     help="frames per clip, the opening ones included (default: 30)")
     gen.add_argument("--context", type=int, default=1,
                      help="real opening frames (fresh Moving MNIST, or the run's videos) (default: 1)")
     gen.add_argument("-o", "--out", required=True, help="output movie: .gif, or .mp4 (needs imageio-ffmpeg)")
-    gen.add_argument("--fps", type=float, default=8.0)
+    gen.add_argument("--fps", type=number(above=0.0), default=8.0, help="frames per second (default: 8)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.set_defaults(func=cmd_generate)
+    gen.set_defaults(func=cmd_generate, out_kind="file")
 
     pred = vsub.add_parser("predict", help="several sampled futures of a clip, side by side")
     pred.add_argument("run")
     pred.add_argument("clip", help="video file (.gif, .mp4 ...) or folder of frame images")
     pred.add_argument("--context", type=int, default=10, help="frames of the clip the model sees (default: 10)")
-    pred.add_argument("--frames", type=int, default=10, help="frames to predict (default: 10)")
-    pred.add_argument("--samples", type=int, default=3, help="sampled futures (default: 3)")
+    pred.add_argument("--frames", type=COUNT, default=10, help="frames to predict (default: 10)")
+    pred.add_argument("--samples", type=COUNT, default=3, help="sampled futures (default: 3)")
     pred.add_argument("-o", "--out", required=True, help="output movie: .gif, or .mp4 (needs imageio-ffmpeg)")
-    pred.add_argument("--fps", type=float, default=8.0)
+    pred.add_argument("--fps", type=number(above=0.0), default=8.0, help="frames per second (default: 8)")
     pred.add_argument("--seed", type=int, default=0)
-    pred.set_defaults(func=cmd_predict)
+    pred.set_defaults(func=cmd_predict, out_kind="file")
 
 
 def add_video_flags(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +60,6 @@ def add_video_flags(parser: argparse.ArgumentParser) -> None:
         choices = f.metadata["choices"]
         metavar = "{" + ",".join(str(c) for c in choices if c is not None) + "}" if choices else None
         groups[section].add_argument(f"--{flag}", metavar=metavar or flag.split("-")[-1].upper(), **kwargs)
-
-
-def check_positive(**values: int) -> None:
-    from vaekit.errors import VaekitError
-
-    for name, value in values.items():
-        if value < 1:
-            raise VaekitError(f"--{name} must be at least 1, got {value}")
 
 
 def cmd_train(args) -> None:
@@ -87,7 +82,6 @@ def cmd_generate(args) -> None:
     from vaekit.engine.video import load_video
     from vaekit.tasks.video import check_output, generate_clips, side_by_side, write_video
 
-    check_positive(n=args.n, frames=args.frames)
     check_output(args.out)
     run = load_video(args.run)
     clips = generate_clips(run, args.n, args.frames, args.context, torch.Generator().manual_seed(args.seed))
@@ -101,7 +95,6 @@ def cmd_predict(args) -> None:
     from vaekit.engine.video import load_video
     from vaekit.tasks.video import check_clip, check_output, predict_futures, side_by_side, write_video
 
-    check_positive(frames=args.frames, samples=args.samples)
     check_output(args.out)
     run = load_video(args.run)
     clip = check_clip(run.model, read_video(args.clip), args.context, name=args.clip)

@@ -106,6 +106,8 @@ def unpack(data: bytes, source: str = "the file") -> Container:
         meta = json.loads(body[layout.head.size:layout.head.size + meta_len].decode())
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CompressedFileError(f"{source} is corrupted (unreadable metadata)") from None
+    if not isinstance(meta, dict):
+        raise CompressedFileError(f"{source} is corrupted (its metadata is not a JSON object)")
     return Container(CODECS[codec_id], fingerprint, meta, body[payload_at:])
 
 

@@ -114,12 +114,18 @@ def _read_frames(path: Path) -> np.ndarray:
         if path.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv", ".webm") and not has_ffmpeg():
             raise DataError(f"reading {path.suffix} video needs imageio's ffmpeg plugin: "
                             "pip install imageio-ffmpeg (or vaekit[video])") from None
-        raise DataError(f"cannot read video {path}: {e}") from None
+        raise DataError(f"cannot read video {path}: {first_line(e)}") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read video {path}: {e}") from None
+        raise DataError(f"cannot read video {path}: {first_line(e)}") from None
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4) and path.suffix.lower() in FRAME_SUFFIXES):
         array = array[None]  # one still image
     return array
+
+
+def first_line(error: Exception) -> str:
+    """imageio's reason without the lines of plugins it suggests installing after it."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return "no installed reader recognises it (corrupt, or not a video)" if "Could not find a backend" in text else text
 
 
 def _to_tensor(array: np.ndarray, path: Path) -> torch.Tensor:

@@ -151,7 +151,7 @@ def load(run_dir: str | Path, ema: bool = True) -> Run:
                                    if k.startswith("module.")}, ckpt / "ema.safetensors")
     state = read_state(ckpt)
     model.eval()
-    return Run(Path(run_dir), config, model, state.get("history", []))
+    return Run(Path(run_dir), config, model, state["history"])
 
 
 def load_vae(run_dir: str | Path) -> Run:
@@ -164,14 +164,27 @@ def load_vae(run_dir: str | Path) -> Run:
     return run
 
 
-def read_state(ckpt: Path) -> dict:
+# the counters `--resume` continues from, and their types (a video run's state names its own)
+TRAINING_STATE = {"epoch": int, "step": int, "nonfinite_steps": int, "skipped_updates": int, "history": list}
+
+
+def read_state(ckpt: Path, fields: dict[str, type | tuple] | None = None) -> dict:
+    """state.json as a dict whose `fields` (default: the history) are there with their types."""
     path = ckpt / "state.json"
     if not path.is_file():
         raise CheckpointError(f"{ckpt} is missing state.json")
     try:
-        return json.loads(path.read_text())
+        state = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is corrupt (not a JSON object)")
+    for key, kind in (fields or {"history": list}).items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or isinstance(value, (int, float)) and value < 0:
+            raise CheckpointError(f"{path} is corrupt ({key!r} is missing or not a count)" if kind is not list
+                                  else f"{path} is corrupt ({key!r} is missing or not a list)")
+    return state
 
 
 def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.optim.Optimizer,
@@ -180,26 +193,53 @@ def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.o
     """Restore everything `--resume` needs into the given objects; returns the trainer state."""
     ckpt = checkpoint_dir(run_dir)
     load_model_weights(model, load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
-    state = read_state(ckpt)
+    state = read_state(ckpt, TRAINING_STATE)
     if state.get("optimizer") is None:
         raise CheckpointError(f"{ckpt} holds no optimizer state, so it cannot be resumed")
-    tensors = load_weights(ckpt / "optimizer.safetensors")
-    _load_optimizer(optimizer, _unflatten_optimizer(tensors, state["optimizer"]))
+    restore_optimizer(optimizer, ckpt / "optimizer.safetensors", state["optimizer"])
     for name, opt in (extra_optimizers or {}).items():
-        meta = state.get("optimizers", {}).get(name)
+        meta = state["optimizers"].get(name) if isinstance(state.get("optimizers"), dict) else None
         if meta is None:
             raise CheckpointError(f"{ckpt} holds no state for the {name} optimizer, so it cannot be resumed")
-        _load_optimizer(opt, _unflatten_optimizer(load_weights(ckpt / f"optimizer-{name}.safetensors"), meta))
+        restore_optimizer(opt, ckpt / f"optimizer-{name}.safetensors", meta)
     if ema is not None:
-        ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
+        try:
+            ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
+        except (KeyError, RuntimeError) as e:  # missing, extra or differently shaped weights
+            raise CheckpointError(f"{ckpt / 'ema.safetensors'} does not fit this model ({first_line(e)})") from None
     return state
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
-    """load_state_dict, then each state tensor in its parameter's memory layout (files hold them
-    contiguous), as a fresh optimizer's state has: fused AdamW walks the raw memory of both, and with
-    channels-last weights and contiguous moments its updates came out wrong."""
-    optimizer.load_state_dict(state_dict)
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta) -> None:
+    """The optimizer state saved in `path` (tensors) and state.json (`meta`), or one CheckpointError
+    if it does not fit this model's parameters: an edited or foreign state would otherwise fail deep
+    inside the first step, or (moments of the wrong size) train a NaN model over a good checkpoint."""
+    tensors = load_weights(path)
+    try:
+        state_dict = _unflatten_optimizer(tensors, meta)
+        optimizer.load_state_dict(state_dict)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} and its state.json entry do not fit this model's optimizer ({e})") from None
+    names = {key: None for st in optimizer.state.values() for key in st}
+    for p, st in optimizer.state.items():
+        bad = next((k for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape), None)
+        if bad:
+            raise CheckpointError(f"{path} does not fit this model's optimizer: a {bad!r} of shape "
+                                  f"{tuple(st[bad].shape)} for a parameter of shape {tuple(p.shape)}")
+        if st.keys() != names.keys():
+            raise CheckpointError(f"{path} does not fit this model's optimizer: a parameter's state lacks "
+                                  f"{set(names) - set(st)}")
+    _match_layouts(optimizer)
+
+
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Each state tensor in its parameter's memory layout (files hold them contiguous), as a fresh
+    optimizer's state has: fused AdamW walks the raw memory of both, and with channels-last weights
+    and contiguous moments its updates came out wrong."""
     for p, state in optimizer.state.items():
         for key, value in state.items():
             if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():

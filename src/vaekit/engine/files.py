@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from vaekit.errors import VaekitError
+
 
 def default_mode(base: int) -> int:
     """`base` (0o666 files, 0o777 folders) less the process umask: the permissions a plain open()
@@ -18,11 +20,33 @@ def default_mode(base: int) -> int:
     return base & ~mask
 
 
+def check_output(path: str | Path, kind: str = "file") -> None:
+    """Refuse an output `path` (a `kind`: "file" or "folder") that cannot be written, in one sentence:
+    commands call it before their slow part, the writers again before writing."""
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise VaekitError(f"the output {path} is a folder; give a file name")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise VaekitError(f"the output {path} is a file; give a folder")
+    file = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise VaekitError(f"cannot write {path}: {file} is a file, not a folder")
+
+
+def make_parent(path: Path, kind: str) -> None:
+    """Create the folder that will hold output `path`, or say why it cannot be there."""
+    check_output(path, kind)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise VaekitError(f"cannot write {path}: permission denied") from None
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path, "file")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -49,7 +73,7 @@ def write_json(path: str | Path, obj) -> None:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Fill a temporary folder, then swap it in for `path` (the old one is removed last)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path, "folder")
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     old = path.with_name(path.name + ".old")
     try:
@@ -60,5 +84,22 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; when the block succeeds, move its files into
+    `path` (made if missing; files already there under other names stay), else remove it: a failure
+    on the tenth image of a folder leaves none of the first nine behind."""
+    path = Path(path)
+    make_parent(path, "folder")
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        path.mkdir(exist_ok=True)
+        for file in sorted(tmp.iterdir()):
+            os.replace(file, path / file.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -32,6 +32,9 @@ from vaekit.losses import video_loss
 from vaekit.models.svg import SVG, build_svg
 from vaekit.video_config import RESUMABLE, VideoConfig
 
+# the counters a resumed video run continues from (cpu_seconds came later: old runs lack it)
+VIDEO_STATE = {"step": int, "seconds": (int, float), "nonfinite_steps": int, "history": list}
+
 FORMAT = 1
 KIND = "video"
 VALIDATION_SEED = 54321  # the validation clips never move with the training seed
@@ -230,17 +233,16 @@ def load_video(run_dir: str | Path) -> VideoRun:
     model = build_video_model(config)
     checkpoint.load_model_weights(model, checkpoint.load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
     model.eval()
-    return VideoRun(Path(run_dir), config, model, checkpoint.read_state(ckpt).get("history", []))
+    return VideoRun(Path(run_dir), config, model, checkpoint.read_state(ckpt)["history"])
 
 
 def load_video_training_state(run_dir: str | Path, model: SVG, optimizer: torch.optim.Optimizer) -> dict:
     ckpt = checkpoint.checkpoint_dir(run_dir)
     checkpoint.load_model_weights(model, checkpoint.load_weights(ckpt / "model.safetensors"), ckpt / "model.safetensors")
-    state = checkpoint.read_state(ckpt)
+    state = checkpoint.read_state(ckpt, VIDEO_STATE)
     if state.get("optimizer") is None:
         raise CheckpointError(f"{ckpt} holds no optimizer state, so it cannot be resumed")
-    tensors = checkpoint.load_weights(ckpt / "optimizer.safetensors")
-    optimizer.load_state_dict(checkpoint._unflatten_optimizer(tensors, state.pop("optimizer")))
+    checkpoint.restore_optimizer(optimizer, ckpt / "optimizer.safetensors", state.pop("optimizer"))
     state.setdefault("cpu_seconds", 0.0)
     return state
 

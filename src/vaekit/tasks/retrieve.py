@@ -305,10 +305,22 @@ def _read_meta(path: Path) -> dict:
             "sources", "items", "labels")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or any(k not in meta for k in keys):
         raise DataError(f"the index {path} is corrupt or not a vaekit index of format {FORMAT}")
+    shape, sources = meta["image_shape"], meta["sources"]
+    well_formed = (all(is_count(meta[k]) for k in ("count", "latent_dim"))
+                   and isinstance(shape, list) and len(shape) == 3 and all(is_count(v) and v > 0 for v in shape)
+                   and all(isinstance(meta[k], list) for k in ("items", "labels", "sources"))
+                   and all(isinstance(s, dict) and is_count(s.get("first")) and is_count(s.get("count"))
+                           for s in sources))
+    if not well_formed:
+        raise DataError(f"the index {path} is corrupt ({META_FILE} has a field of the wrong kind)")
     if not len(meta["items"]) == len(meta["labels"]) == meta["count"]:
-        raise DataError(f"the index {path} is corrupt ({META_FILE} lists {len(meta['items'])} items "
-                        f"for {meta['count']} embeddings)")
+        raise DataError(f"the index {path} is corrupt ({META_FILE} lists {len(meta['items'])} items and "
+                        f"{len(meta['labels'])} labels for {meta['count']} embeddings)")
     return meta
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def resolve_item(index: LatentIndex, i: int) -> tuple[dict, int]:
