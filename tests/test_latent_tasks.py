@@ -287,6 +287,8 @@ def test_cli_detect_map_probe(trained_run, tmp_path, capsys):
     for i in range(3):
         save_png(folder / f"{i}.png", np.full((8, 8), 40 * i))
     assert "has no labels" in error_of(capsys, ["probe", run, "--data", str(folder)])
+    assert "-k 300 is more than the 200 training images" in error_of(
+        capsys, ["probe", run, "--data", "digits", "--limit", "200", "-k", "300"])
     assert "needs factor labels" in error_of(capsys, ["latent-map", run, "--data", "digits", "--factor", "x",
                                                       "-o", str(tmp_path / "m.png")])
     assert "takes images of shape 1x8x8" in error_of(capsys, ["detect", run, "--data", "sprites", "--limit", "5",

@@ -87,6 +87,9 @@ def probe_result(run, dataset, args) -> dict:
                          image_size=d.image_size, channels=run.model.image_shape[0])
     if train.labels is None or dataset.labels is None:
         raise DataError(f"{args.data or d.data} has no labels to probe for")
+    if args.probe_k > len(train):  # before embedding, not after
+        raise DataError(f"--probe-k {args.probe_k} is more than the {len(train)} training images the k-NN "
+                        "classifier has")
     test_images, test_labels = dataset.images[: args.limit], dataset.labels[: args.limit]
     z_train, z_test = (embed(run.model, images, args.batch_size, progress=True)
                        for images in (train.images, test_images))

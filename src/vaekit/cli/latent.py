@@ -200,6 +200,8 @@ def cmd_probe(args) -> None:
     test, _ = _load(run, args, "test")
     if train.labels is None or test.labels is None:
         raise DataError(f"{source['data']} has no labels to probe for")
+    if args.k > len(train):  # before embedding, not after
+        raise DataError(f"-k {args.k} is more than the {len(train)} training images the k-NN classifier has")
     z_train, z_test = (embed(run.model, d.images, args.batch_size, progress=True) for d in (train, test))
     result = {"data": source["data"], **probe(z_train, train.labels, z_test, test.labels, args.k, train.factor_names)}
     if args.out:
