@@ -186,6 +186,7 @@ def test_errors_are_one_sentence(run_dir, capsys, tmp_path, digit_pngs):
     (["compress", "RUN", "mnist", "--limit", "-1", "--lossless", "-o", "x.vkz"],
      "argument --limit: must be at least 1"),
     (["demo", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["sample", "RUN", "--seed", str(2**64), "-o", "s.png"], "argument --seed: must be at most 9223372036854775807"),
     (["video", "generate", "RUN", "--fps", "0", "-o", "a.gif"], "argument --fps: must be above 0, got 0"),
 ])
 def test_values_outside_their_range_are_refused_while_parsing(capsys, argv, message):
@@ -211,7 +212,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(run_dir, cap
     assert f"{a_file} is a file, not a folder" in error_of(
         capsys, ["sample", str(run_dir), "-o", str(a_file / "s.png")])
     assert "is a file; give a folder" in error_of(capsys, ["train", *TINY, "--out", str(a_file)])
-    assert a_file.read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "d0.png", "d1.png"]
+    assert "cannot write" in error_of(capsys, ["sample", str(run_dir), "-o", str(tmp_path / ("x" * 300 + ".png"))])
+    assert "as XBM" in error_of(capsys, ["sample", str(run_dir), "-o", str(tmp_path / "s.xbm")])  # Pillow can't
+    (tmp_path / "sub").mkdir()
+    shutil.copy(digit_pngs[0], tmp_path / "sub")
+    assert "share a name" in error_of(capsys, ["reconstruct", str(run_dir), digit_pngs[0], str(tmp_path / "sub/d0.png"),
+                                               "-o", str(tmp_path / "r")])
+    assert a_file.read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "d0.png", "d1.png",
+                                                                                        "sub"]
 
 
 def test_help_lists_every_flag_with_defaults(capsys):

@@ -296,6 +296,10 @@ def test_cli_round_trip_of_a_folder(trained_run, digits_binary, tmp_path, capsys
     for i in range(12):
         original = np.asarray(Image.open(folder / f"img{i}.png"))
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"img{i}.png")), original)
+    (tmp_path / "blocked" / "img5.png").mkdir(parents=True)  # a folder where the sixth image goes
+    assert "a folder of that name is in the way" in error_of(capsys, ["decompress", str(out), "-o",
+                                                                      str(tmp_path / "blocked")])
+    assert [p.name for p in (tmp_path / "blocked").iterdir()] == ["img5.png"]  # none of the others arrived
 
 
 def test_cli_dataset_input_and_errors(trained_run, tmp_path, capsys):

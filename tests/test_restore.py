@@ -377,6 +377,9 @@ def test_a_folder_is_restored_whole_or_not_at_all(runs, tmp_path, capsys):
     (folder / "b.png").unlink()
     assert main(["denoise", str(runs["noise"]), str(folder), "-o", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "old.png"]
+    Image.open(folder / "a.png").save(folder / "a.bmp")  # would also be written to a.png
+    assert main(["denoise", str(runs["noise"]), str(folder), "-o", str(tmp_path / "out2")]) == 2
+    assert "two images named a" in capsys.readouterr().err and not (tmp_path / "out2").exists()
 
 
 def test_cli_crops(tmp_path):

@@ -228,6 +228,22 @@ def test_bad_checkpoints_are_clear_errors(trained_run, tmp_path):
     (other / "checkpoint/config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="invalid config.*unknown config key 'model.depth'"):
         vaekit.load(other)
+    del cfg["model"]["depth"]
+    for shape, message in (([1, -8, 8], "image_shape must be at least 1"), (None, "channels, height, width")):
+        cfg["model"].update(latent_dim=trained_run.config.model.latent_dim, image_shape=shape)
+        (other / "checkpoint/config.json").write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError, match=message):
+            vaekit.load(other)
+
+    from safetensors.torch import load_file, save_file
+
+    nan = tmp_path / "nan"
+    shutil.copytree(trained_run.path, nan)
+    weights = load_file(nan / "checkpoint/model.safetensors")
+    weights["decoder.net.0.bias"][0] = float("nan")
+    save_file(weights, nan / "checkpoint/model.safetensors")
+    with pytest.raises(CheckpointError, match=r"holds non-finite weights \(decoder.net.0.bias\)"):
+        vaekit.load(nan)
 
 
 def test_resume_refuses_an_edited_state_and_leaves_the_checkpoint_as_it_was(trained_run, tmp_path):
@@ -257,6 +273,9 @@ def test_resume_refuses_an_edited_state_and_leaves_the_checkpoint_as_it_was(trai
              (dict(state_edit=lambda s: s["optimizer"].update(param_groups=[])), "do not fit this model's optimizer"),
              (dict(state_edit=lambda s: s["optimizer"].pop("scalars")), "do not fit this model's optimizer"),
              (dict(tensors_edit=lambda t: t.pop("3.exp_avg")), r"a parameter's state lacks \{'exp_avg'\}"),
+             (dict(state_edit=lambda s: s["optimizer"]["param_groups"][0].update(amsgrad=True)), "its amsgrad differs"),
+             (dict(state_edit=lambda s: s["optimizer"]["param_groups"][0].update(betas="ab")), "its betas differs"),
+             (dict(state_edit=lambda s: s["optimizer"]["param_groups"][0].update(lr="abc")), "its lr differs"),
              # moments of the wrong size trained 14 NaN steps and saved them over the good checkpoint
              (dict(tensors_edit=lambda t: t.update({"0.exp_avg": t["0.exp_avg"].flatten()[:3]})),
               r"an? 'exp_avg' of shape \(3,\) for a parameter of shape \(32, 64\)")]

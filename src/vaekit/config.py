@@ -48,7 +48,7 @@ class ModelConfig:
                        choices=("mlp", "conv", "hvae", "vaegan", "factorized", "hyperprior"))
     latent_dim: int = option(20, "number of latent dimensions (hvae: latent channels per group)", low=1)
     hidden_dims: tuple[int, ...] | None = option(None, "hidden layer sizes (mlp; default 400) or conv widths "
-                                                 "(conv; default 32,64)")
+                                                 "(conv; default 32,64)", low=1)
     fc_dim: int = option(256, "fully connected layer between conv features and the latent (conv; 0: none)", low=0)
     likelihood: str = option("bernoulli", "pixel likelihood",
                              choices=("bernoulli", "gaussian", "gaussian-learned", "logistic-mixture"))
@@ -109,8 +109,9 @@ class ModelConfig:
                             "a CPU)", choices=("conv", "mlp"))
     disc_widths: tuple[int, ...] = option((32, 64, 128), "vaegan: discriminator widths (conv: one stride-2 4x4 conv "
                                           "each; mlp: hidden layer sizes); the last layer's features are the "
-                                          "learned similarity metric")
-    image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)
+                                          "learned similarity metric", low=1)
+    image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False,
+                                                 low=1)
 
     def __post_init__(self):
         for name in ("hidden_dims", "hvae_groups", "disc_widths"):
@@ -140,7 +141,7 @@ class TrainConfig:
     free_bits: float = option(0.0, "minimum KL per latent dim in nats (batch average) against posterior collapse",
                               low=0.0)
     iwae_k: int = option(1, "importance samples for the IWAE training bound (1: the ELBO)", low=1)
-    seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0)
+    seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0, high=2**63 - 1)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
     channels_last: bool = option(False, "keep batches and convolution weights channels-last (NHWC) in memory: "
                                  "faster convolutions for some models (docs/benchmarks.md)")
@@ -300,6 +301,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
                     raise ValueError
                 return value.lower() in ("true", "yes", "on", "1")
             return bool(value)
+        if base in (int, float) and isinstance(value, bool):  # YAML's true is no count or rate
+            raise ValueError
         if base is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -330,11 +333,12 @@ def check_range(f: dataclasses.Field, value: Any, key: str) -> None:
     if meta.get("choices") and value not in meta["choices"]:
         shown = ", ".join(str(c) for c in meta["choices"] if c is not None)
         raise ConfigError(f"{key} must be one of {shown}; got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if meta.get("low") is not None and value < meta["low"]:
-            raise ConfigError(f"{key} must be at least {meta['low']}, got {value}")
-        if meta.get("high") is not None and value > meta["high"]:
-            raise ConfigError(f"{key} must be at most {meta['high']}, got {value}")
+    for number in value if isinstance(value, tuple) else (value,):  # a list's bounds hold for each element
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            if meta.get("low") is not None and number < meta["low"]:
+                raise ConfigError(f"{key} must be at least {meta['low']}, got {value}")
+            if meta.get("high") is not None and number > meta["high"]:
+                raise ConfigError(f"{key} must be at most {meta['high']}, got {value}")
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -32,10 +32,16 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, m
 
 def save_image(path: str | Path, array: np.ndarray) -> Path:
     """Write a uint8 (H, W, C) array atomically; the format follows the suffix."""
+    from vaekit.errors import VaekitError
+
     path = Path(path)
     pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    with atomic_path(path) as tmp:
-        pil.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    try:
+        with atomic_path(path) as tmp:
+            pil.save(tmp, format=image_format)
+    except (OSError, ValueError, KeyError) as e:  # a format Pillow cannot write this image in (.xbm, .pdf of RGB...)
+        raise VaekitError(f"cannot write {path} as {image_format}: {e}; use .png") from None
     return path
 
 

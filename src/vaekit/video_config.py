@@ -35,7 +35,8 @@ class SVGConfig:
     predictor_layers: int = option(2, "LSTM layers of the frame predictor", low=1)
     latent_layers: int = option(1, "LSTM layers of the posterior and the learned prior", low=1)
     n_past: int = option(10, "context frames: the skip connections come from the last of them", low=1)
-    frame_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False)
+    frame_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False,
+                                                 low=1)
 
     def __post_init__(self):
         if not self.widths or min(self.widths) < 1:
@@ -59,7 +60,7 @@ class VideoTrainConfig:
                                    low=1)
     max_minutes: float | None = option(None, "stop at the first checkpoint after this many minutes of training",
                                        low=0.0)
-    seed: int = option(0, "seed for initialization, sequences and latent samples", low=0)
+    seed: int = option(0, "seed for initialization, sequences and latent samples", low=0, high=2**63 - 1)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
 
 

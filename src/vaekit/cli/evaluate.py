@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vaekit.cli.values import COUNT, whole
+from vaekit.cli.values import COUNT, SEED, whole
 
 
 def register(sub) -> None:
@@ -20,7 +20,7 @@ def register(sub) -> None:
     ev.add_argument("--no-binarize", action="store_true",
                     help="score grey levels as they are (default: binarize once with seed 0 for unconditional "
                          "Bernoulli models, as the run's report does; a restoration model sees the grey images)")
-    ev.add_argument("--seed", type=int, default=0, help="seed for the posterior samples")
+    ev.add_argument("--seed", type=SEED, default=0, help="seed for the posterior samples")
     ev.add_argument("--probe", action="store_true",
                     help="also fit a linear probe and a k-NN classifier on the train split's latents and report "
                          "their accuracy on this split's labels (what `vaekit probe` measures)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vaekit.cli.values import COUNT, number, whole, whole_list
+from vaekit.cli.values import COUNT, SEED, number, whole, whole_list
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     sample.add_argument("-o", "--out", required=True, help="output image (PNG)")
     sample.add_argument("--temperature", type=number(low=0.0), default=1.0,
                         help="prior standard deviation (default: 1)")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=SEED, default=0)
     sample.set_defaults(func=cmd_sample, out_kind="file")
 
     recon = sub.add_parser("reconstruct", help="encode and decode images")
@@ -55,15 +55,21 @@ def cmd_reconstruct(args) -> None:
     import torch
 
     from vaekit.engine.checkpoint import load_vae
+    from vaekit.engine.files import staged_folder
+    from vaekit.errors import VaekitError
     from vaekit.imaging import load_image, make_grid, save_grid, save_image
 
+    names = [f"{Path(p).stem}_recon.png" for p in args.images]
+    if len(set(names)) < len(names):
+        raise VaekitError("two input images share a name, so their reconstructions would overwrite each other")
     model = load_vae(args.run).model
     x = torch.stack([load_image(p, model.image_shape) for p in args.images])
     x_hat = model.reconstruct(x)
-    out = Path(args.out)
-    for path, image in zip(args.images, x_hat):
-        save_image(out / f"{Path(path).stem}_recon.png", make_grid(image[None], padding=0, min_cell=1))
-    print(save_grid(out / "comparison.png", torch.cat([x, x_hat]), nrow=len(x)))
+    with staged_folder(args.out) as staged:  # the files appear together
+        for name, image in zip(names, x_hat):
+            save_image(staged / name, make_grid(image[None], padding=0, min_cell=1))
+        save_grid(staged / "comparison.png", torch.cat([x, x_hat]), nrow=len(x))
+    print(Path(args.out) / "comparison.png")
 
 
 def cmd_interpolate(args) -> None:

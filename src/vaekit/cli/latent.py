@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vaekit.cli.values import COUNT, number
+from vaekit.cli.values import COUNT, SEED, number
 
 
 def register(sub) -> None:
@@ -38,7 +38,7 @@ def register(sub) -> None:
     detect.add_argument("-k", type=COUNT, default=100, help="posterior samples per image (default: 100)")
     detect.add_argument("--fpr", type=number(above=0.0, below=1.0), default=0.05,
                         help="target false-positive rate (default: 0.05)")
-    detect.add_argument("--seed", type=int, default=0)
+    detect.add_argument("--seed", type=SEED, default=0)
     detect.add_argument("-o", "--out", required=True, help="report folder")
     detect.set_defaults(func=cmd_detect, out_kind="folder")
 
@@ -48,7 +48,7 @@ def register(sub) -> None:
     latent_map.add_argument("--method", default="auto", choices=("auto", "pca", "tsne"),
                             help="projection above 2 latent dims (default: auto = the latents at 2 dims, else PCA)")
     latent_map.add_argument("--factor", help="for factor labels (sprites): the factor to colour by")
-    latent_map.add_argument("--seed", type=int, default=0)
+    latent_map.add_argument("--seed", type=SEED, default=0)
     latent_map.add_argument("-o", "--out", required=True, help="output image (PNG)")
     latent_map.set_defaults(func=cmd_latent_map, out_kind="file")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vaekit.cli.values import COUNT, whole
+from vaekit.cli.values import COUNT, SEED, whole
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
     q.add_argument("--data", help="dataset name or path (default: the run's training data)")
     q.add_argument("--data-dir", help="folder holding existing IDX files")
     q.add_argument("-n", type=whole(2), default=5000, help="samples and real test images compared (default: 5000)")
-    q.add_argument("--seed", type=int, default=0, help="seed for the samples and the classifier (default: 0)")
+    q.add_argument("--seed", type=SEED, default=0, help="seed for the samples and the classifier (default: 0)")
     q.add_argument("--classifier-dir", help="where trained classifiers are cached (default: $VAEKIT_CLASSIFIERS "
                    "or ~/.cache/vaekit/classifiers)")
     q.add_argument("--inception", metavar="PATH", help="the FID Inception network as TorchScript "

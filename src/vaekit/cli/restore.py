@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vaekit.cli.values import COUNT, number, whole
+from vaekit.cli.values import COUNT, SEED, number, whole
 
 
 def add_common(p, sampling: bool = True) -> None:
@@ -18,7 +18,7 @@ def add_common(p, sampling: bool = True) -> None:
     if sampling:
         p.add_argument("--sample", action="store_true",
                        help="draw one plausible image from the model instead of the deterministic (prior-mean) one")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling (default: 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed for sampling (default: 0)")
     p.add_argument("--threads", type=COUNT, help="torch CPU threads")
 
 
@@ -70,7 +70,7 @@ def register(sub) -> None:
                        "before cropping, e.g. 1,0.75,0.5: more texture per pixel (default: 1)")
     crops.add_argument("--orientations", action="store_true", help="turn each crop into a random one of its 8 "
                        "flips and quarter turns")
-    crops.add_argument("--seed", type=int, default=0)
+    crops.add_argument("--seed", type=SEED, default=0)
     crops.set_defaults(func=cmd_crops, out_kind="file")
 
 
@@ -135,6 +135,7 @@ def process(args, work) -> None:
 
     from vaekit.engine.checkpoint import load_vae
     from vaekit.engine.files import staged_folder
+    from vaekit.errors import DataError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,6 +144,11 @@ def process(args, work) -> None:
     source = Path(args.input)
     files = image_files(source)
     folder = source.is_dir()
+    stems = [path.stem for path in files]
+    if len(set(stems)) < len(stems):
+        twin = next(stem for stem in stems if stems.count(stem) > 1)
+        raise DataError(f"{source} holds two images named {twin} (different suffixes), which would be written "
+                        f"to the same {twin}.png")
     out = Path(args.out)
     generator = torch.Generator().manual_seed(args.seed)
     with staged_folder(out) if folder else nullcontext(out) as dest:  # a folder's outputs arrive together

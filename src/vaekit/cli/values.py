@@ -6,8 +6,8 @@ import argparse
 import math
 
 
-def whole(low: int):
-    """An integer of at least `low`."""
+def whole(low: int, high: int | None = None):
+    """An integer within [low, high]."""
 
     def parse(text: str) -> int:
         try:
@@ -16,6 +16,8 @@ def whole(low: int):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
 
     parse.__name__ = "whole number"  # what argparse calls the type in its own messages
@@ -55,4 +57,6 @@ def whole_list(text: str) -> list[int]:
     return values
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 COUNT = whole(1)  # images, steps, neighbours, threads, batch sizes
+SEED = whole(0, MAX_SEED)

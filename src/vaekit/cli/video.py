@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vaekit.cli.values import COUNT, number
+from vaekit.cli.values import COUNT, SEED, number
 
 
 def register(sub) -> None:
@@ -29,7 +29,7 @@ def register(sub) -> None:
                      help="real opening frames (fresh Moving MNIST, or the run's videos) (default: 1)")
     gen.add_argument("-o", "--out", required=True, help="output movie: .gif, or .mp4 (needs imageio-ffmpeg)")
     gen.add_argument("--fps", type=number(above=0.0), default=8.0, help="frames per second (default: 8)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=SEED, default=0)
     gen.set_defaults(func=cmd_generate, out_kind="file")
 
     pred = vsub.add_parser("predict", help="several sampled futures of a clip, side by side")
@@ -40,7 +40,7 @@ def register(sub) -> None:
     pred.add_argument("--samples", type=COUNT, default=3, help="sampled futures (default: 3)")
     pred.add_argument("-o", "--out", required=True, help="output movie: .gif, or .mp4 (needs imageio-ffmpeg)")
     pred.add_argument("--fps", type=number(above=0.0), default=8.0, help="frames per second (default: 8)")
-    pred.add_argument("--seed", type=int, default=0)
+    pred.add_argument("--seed", type=SEED, default=0)
     pred.set_defaults(func=cmd_predict, out_kind="file")
 
 

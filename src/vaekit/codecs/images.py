@@ -16,6 +16,7 @@ from PIL import Image
 from vaekit.data import DATASETS, load_dataset
 from vaekit.data.files import IMAGE_SUFFIXES
 from vaekit.engine.batches import binarize_once
+from vaekit.engine.files import staged_folder
 from vaekit.errors import DataError
 from vaekit.imaging import save_image
 
@@ -87,8 +88,8 @@ def gather(inputs: list[str], channels: int, split: str, data_dir: str | None, b
 
 
 def write_pngs(folder: str | Path, images: torch.Tensor | list[torch.Tensor], names: list[str]) -> Path:
-    """Each decoded image (C, H, W) as a PNG, each written atomically (temp file + rename)."""
-    folder = Path(folder)
-    for image, name in zip(images, names):
-        save_image(folder / name, image.permute(1, 2, 0).numpy())
-    return folder
+    """Each decoded image (C, H, W) as a PNG; they appear in `folder` together once all are written."""
+    with staged_folder(folder) as staged:
+        for image, name in zip(images, names):
+            save_image(staged / name, image.permute(1, 2, 0).numpy())
+    return Path(folder)

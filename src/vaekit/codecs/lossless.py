@@ -89,7 +89,8 @@ def _checked_meta(container: Container, run: Run, source: str) -> dict:
                   and 1 <= int(meta["latent_bits"]) <= MAX_LATENT_BITS
                   and 0 <= int(meta["initial_words"]) <= MAX_INITIAL_WORDS
                   and len(meta["names"]) == count and len(container.payload) % 4 == 0
-                  and all(isinstance(n, str) and _plain_name(n) for n in meta["names"]))
+                  and all(isinstance(n, str) and _plain_name(n) for n in meta["names"])
+                  and len(set(meta["names"])) == count)
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
@@ -128,5 +129,7 @@ def unpack_names(packed, count: int) -> list:
 
 
 def _plain_name(name: str) -> bool:
+    """A PNG file name with no folder in it: what `compress` stores, so decompress writes nothing else."""
     p = PurePath(name)
-    return bool(name) and p.name == name and name not in (".", "..") and "\\" not in name and "/" not in name
+    return (p.name == name and "\\" not in name and "/" not in name and name.endswith(".png")
+            and len(name) > len(".png"))

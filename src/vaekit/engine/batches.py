@@ -28,7 +28,7 @@ def split_validation(images: torch.Tensor, fraction: float) -> tuple[torch.Tenso
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """One generator per (seed, epoch), so a resumed run draws exactly what an unbroken one would."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)  # in range for any seed
 
 
 def binarize_uint8(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +112,12 @@ def read_config(run_dir: str | Path) -> Config:
     if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:
         raise CheckpointError(f"{path} is not a vaekit checkpoint config of format {FORMAT}")
     try:
-        return Config.from_dict(raw)
+        config = Config.from_dict(raw)
     except VaekitError as e:
         raise CheckpointError(f"{path} holds an invalid config: {e}") from None
+    if config.model.image_shape is None or len(config.model.image_shape) != 3:
+        raise CheckpointError(f"{path} holds an invalid config: model.image_shape must be channels, height, width")
+    return config
 
 
 def load_weights(path: Path) -> dict:
@@ -135,6 +139,9 @@ def load_model_weights(module: torch.nn.Module, sd: dict, source: Path) -> None:
         detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
                   else f"{wrong[0]} has shape {tuple(sd[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}")
         raise CheckpointError(f"the weights in {source} do not fit the model its config describes ({detail})")
+    broken = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:  # training never saves these (it skips non-finite steps): the file was damaged
+        raise CheckpointError(f"{source} holds non-finite weights ({broken})")
     module.load_state_dict(sd)
 
 
@@ -181,7 +188,8 @@ def read_state(ckpt: Path, fields: dict[str, type | tuple] | None = None) -> dic
         raise CheckpointError(f"{path} is corrupt (not a JSON object)")
     for key, kind in (fields or {"history": list}).items():
         value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or isinstance(value, (int, float)) and value < 0:
+        if (not isinstance(value, kind) or isinstance(value, bool)
+                or isinstance(value, (int, float)) and not 0 <= value < math.inf):
             raise CheckpointError(f"{path} is corrupt ({key!r} is missing or not a count)" if kind is not list
                                   else f"{path} is corrupt ({key!r} is missing or not a list)")
     return state
@@ -219,8 +227,12 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta) -> Non
     if it does not fit this model's parameters: an edited or foreign state would otherwise fail deep
     inside the first step, or (moments of the wrong size) train a NaN model over a good checkpoint."""
     tensors = load_weights(path)
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     try:
         state_dict = _unflatten_optimizer(tensors, meta)
+        changed = _changed_setting(state_dict["param_groups"], fresh)
+        if changed:
+            raise ValueError(f"its {changed} differs from this run's")
         optimizer.load_state_dict(state_dict)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} and its state.json entry do not fit this model's optimizer ({e})") from None
@@ -234,6 +246,23 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta) -> Non
             raise CheckpointError(f"{path} does not fit this model's optimizer: a parameter's state lacks "
                                   f"{set(names) - set(st)}")
     _match_layouts(optimizer)
+
+
+def _changed_setting(saved: list, fresh: list[dict]) -> str | None:
+    """The first optimizer setting (betas, eps, amsgrad...) the saved groups hold other than the
+    run's config gives, which the resumed run would otherwise train with; the learning rate only has
+    to be a number (the schedule sets it every step). Settings one torch version has and another
+    lacks are left to torch."""
+    if len(saved) != len(fresh):
+        return "number of parameter groups"
+    for group, own in zip(saved, fresh):
+        for key in group.keys() & own.keys():
+            value = group[key]
+            if key == "lr" and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                return "lr"
+            if key != "lr" and json.dumps(value) != json.dumps(own[key]):  # tuples are lists in JSON
+                return key
+    return None
 
 
 def _match_layouts(optimizer: torch.optim.Optimizer) -> None:

@@ -24,11 +24,15 @@ def check_output(path: str | Path, kind: str = "file") -> None:
     """Refuse an output `path` (a `kind`: "file" or "folder") that cannot be written, in one sentence:
     commands call it before their slow part, the writers again before writing."""
     path = Path(path)
-    if kind == "file" and path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+        file = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    except OSError as e:  # a name too long for the file system
+        raise VaekitError(f"cannot write {path}: {e.strerror}") from None
+    if kind == "file" and is_dir:
         raise VaekitError(f"the output {path} is a folder; give a file name")
-    if kind == "folder" and path.exists() and not path.is_dir():
+    if kind == "folder" and exists and not is_dir:
         raise VaekitError(f"the output {path} is a file; give a folder")
-    file = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if file is not None:
         raise VaekitError(f"cannot write {path}: {file} is a file, not a folder")
 
@@ -47,7 +51,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     path = Path(path)
     make_parent(path, "file")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # a name too long for the file system, a read-only folder
+        raise VaekitError(f"cannot write {path}: {e.strerror}") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -99,7 +106,11 @@ def staged_folder(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         path.mkdir(exist_ok=True)
-        for file in sorted(tmp.iterdir()):
+        files = sorted(tmp.iterdir())
+        in_the_way = next((path / f.name for f in files if (path / f.name).is_dir()), None)
+        if in_the_way is not None:  # found before any file moves, not halfway
+            raise VaekitError(f"cannot write {in_the_way}: a folder of that name is in the way")
+        for file in files:
             os.replace(file, path / file.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

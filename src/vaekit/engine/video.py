@@ -243,7 +243,9 @@ def load_video_training_state(run_dir: str | Path, model: SVG, optimizer: torch.
     if state.get("optimizer") is None:
         raise CheckpointError(f"{ckpt} holds no optimizer state, so it cannot be resumed")
     checkpoint.restore_optimizer(optimizer, ckpt / "optimizer.safetensors", state.pop("optimizer"))
-    state.setdefault("cpu_seconds", 0.0)
+    cpu_seconds = state.setdefault("cpu_seconds", 0.0)
+    if not (isinstance(cpu_seconds, (int, float)) and 0 <= cpu_seconds < math.inf):
+        raise CheckpointError(f"{ckpt / 'state.json'} is corrupt ('cpu_seconds' is not a count)")
     return state
 
 
