@@ -222,6 +222,18 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(run_dir, cap
                                                                                         "sub"]
 
 
+def test_running_out_of_memory_is_one_sentence(run_dir, capsys, tmp_path, monkeypatch):
+    import vaekit.imaging
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 80000000000 bytes.")
+
+    monkeypatch.setattr(vaekit.imaging, "save_grid", no_memory)
+    assert "out of memory; ask for fewer images" in error_of(
+        capsys, ["sample", str(run_dir), "-o", str(tmp_path / "s.png")])
+
+
 def test_help_lists_every_flag_with_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -139,9 +139,10 @@ def cmd_detect(args) -> None:
     from vaekit.engine.checkpoint import load_vae
     from vaekit.engine.trainer import prepare_data
     from vaekit.errors import DataError
-    from vaekit.tasks.anomaly import anomaly_scores, calibrate_threshold, write_report
+    from vaekit.tasks.anomaly import anomaly_scores, calibrate_threshold, check_report_folder, write_report
     from vaekit.tasks.retrieve import item_names, label_list
 
+    check_report_folder(Path(args.out))  # before the scoring, not after
     run = load_vae(args.run)
     dataset, source = _load(run, args, args.split)
     if args.normal:

@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vaekit {command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:  # torch's CPU allocator; anything else is a bug and keeps its traceback
+        if "can't allocate memory" not in str(e):
+            raise
+        print(f"vaekit {command}: error: out of memory; ask for fewer images, steps or samples, or a smaller "
+              "--batch-size", file=sys.stderr)
+        return 2
     return 0
 
 

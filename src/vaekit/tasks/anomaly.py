@@ -91,14 +91,19 @@ def calibrate_threshold(normal_scores: np.ndarray, fpr: float) -> float:
     return float(np.quantile(np.asarray(normal_scores, dtype=np.float64), 1 - fpr, method="higher"))
 
 
+def check_report_folder(out_dir: Path) -> None:
+    """A report replaces only an earlier report: refuse a folder holding anything else."""
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and
+                                                       not (out_dir / SUMMARY_FILE).is_file())):
+        raise DataError(f"{out_dir} exists and is not an anomaly report; choose a new folder for the report")
+
+
 def write_report(out_dir: str | Path, scores: np.ndarray, normal_scores: np.ndarray, threshold: float,
                  images: torch.Tensor, items: list[str], labels: list, settings: dict, top: int = 64) -> dict:
     """Write scores.csv, histogram.png, most_anomalous.png and summary.json into `out_dir`
     (replaced atomically as a whole); returns the summary."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and
-                                                       not (out_dir / SUMMARY_FILE).is_file())):
-        raise DataError(f"{out_dir} exists and is not an anomaly report; choose a new folder for the report")
+    check_report_folder(out_dir)
     flagged = scores > threshold
     order = np.argsort(-scores, kind="stable")
     summary = {**settings, "threshold_nats": threshold, "n_images": int(len(scores)),
