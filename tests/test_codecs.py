@@ -99,6 +99,8 @@ def test_trained_model_codes_real_digits_near_their_negative_elbo(trained_run, d
     x = digits_binary
     box = lossless.compress(trained_run, x, names(len(x)))
     assert torch.equal(lossless.decompress(trained_run, box)[0], x)
+    with pytest.raises(DataError, match="plain PNG names"):  # decompress writes them, so it refuses others
+        lossless.compress(trained_run, x[:2], ["a.png", "sub/b.png"])
     m = box.meta["seed_images"]
     assert 1 <= m < len(x) // 2
     seed_bits = seeds.BinaryContextSeed().bits(x[:m]).sum()

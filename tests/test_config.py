@@ -25,8 +25,8 @@ def test_round_trip_through_dict():
     ({"val_fraction": 0.9}, "data.val_fraction must be at most 0.5"),
     ({"init_bias": "maybe"}, "train.init_bias must be true or false"),
     ({"epochs": True}, "train.epochs must be an integer, got True"),  # YAML's true
-    ({"hidden_dims": "400,0"}, "model.hidden_dims must be at least 1"),  # each element of a list
-    ({"seed": 2**63}, "train.seed must be at most"),  # what torch's generators take
+    ({"image_shape": "1,-28,28"}, "model.image_shape must be at least 1"),  # each element of a list
+    ({"seed": 2**64}, "train.seed must be at most"),  # what torch's generators take
 ])
 def test_bad_values_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -285,6 +285,10 @@ def test_resume_refuses_an_edited_state_and_leaves_the_checkpoint_as_it_was(trai
         with pytest.raises(CheckpointError, match=message):
             fit(config, run, resume=True, progress=False)
         assert {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()} == before
+    # what earlier versions and other torch builds saved: no skipped_updates, foreach instead of fused
+    old = edited("old", state_edit=lambda s: (s.pop("skipped_updates"),
+                                               s["optimizer"]["param_groups"][0].update(fused=None, foreach=True)))
+    assert len(fit(config, old, resume=True, progress=False).history) == 3
     ema_file = edited("ema") / "checkpoint/ema.safetensors"
     ema = load_file(ema_file)
     ema["module.encoder.net.0.weight"] = ema["module.encoder.net.0.weight"][:3]

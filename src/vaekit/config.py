@@ -17,6 +17,8 @@ import yaml
 
 from vaekit.errors import ConfigError
 
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
            low: float | None = None, high: float | None = None, cli: bool = True) -> Any:
@@ -48,7 +50,7 @@ class ModelConfig:
                        choices=("mlp", "conv", "hvae", "vaegan", "factorized", "hyperprior"))
     latent_dim: int = option(20, "number of latent dimensions (hvae: latent channels per group)", low=1)
     hidden_dims: tuple[int, ...] | None = option(None, "hidden layer sizes (mlp; default 400) or conv widths "
-                                                 "(conv; default 32,64)", low=1)
+                                                 "(conv; default 32,64)")
     fc_dim: int = option(256, "fully connected layer between conv features and the latent (conv; 0: none)", low=0)
     likelihood: str = option("bernoulli", "pixel likelihood",
                              choices=("bernoulli", "gaussian", "gaussian-learned", "logistic-mixture"))
@@ -109,7 +111,7 @@ class ModelConfig:
                             "a CPU)", choices=("conv", "mlp"))
     disc_widths: tuple[int, ...] = option((32, 64, 128), "vaegan: discriminator widths (conv: one stride-2 4x4 conv "
                                           "each; mlp: hidden layer sizes); the last layer's features are the "
-                                          "learned similarity metric", low=1)
+                                          "learned similarity metric")
     image_shape: tuple[int, ...] | None = option(None, "channels, height, width (set from the data)", cli=False,
                                                  low=1)
 
@@ -141,7 +143,7 @@ class TrainConfig:
     free_bits: float = option(0.0, "minimum KL per latent dim in nats (batch average) against posterior collapse",
                               low=0.0)
     iwae_k: int = option(1, "importance samples for the IWAE training bound (1: the ELBO)", low=1)
-    seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0, high=2**63 - 1)
+    seed: int = option(0, "seed for initialization, data order, binarization and sampling", low=0, high=MAX_SEED)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
     channels_last: bool = option(False, "keep batches and convolution weights channels-last (NHWC) in memory: "
                                  "faster convolutions for some models (docs/benchmarks.md)")

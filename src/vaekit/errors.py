@@ -5,6 +5,13 @@ everything else is a bug and keeps its traceback.
 """
 
 
+def first_line(error: Exception) -> str:
+    """An exception's reason for a one-sentence message: libraries (torch, imageio) append lines of
+    detail or advice after it."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class VaekitError(Exception):
     """A problem with the user's input, files or settings, explained in the message."""
 

@@ -40,7 +40,11 @@ def save_image(path: str | Path, array: np.ndarray) -> Path:
     try:
         with atomic_path(path) as tmp:
             pil.save(tmp, format=image_format)
-    except (OSError, ValueError, KeyError) as e:  # a format Pillow cannot write this image in (.xbm, .pdf of RGB...)
+    except OSError as e:
+        if e.errno is not None:  # a full disk, a read-only folder
+            raise VaekitError(f"cannot write {path}: {e.strerror}") from None
+        raise VaekitError(f"cannot write {path} as {image_format}: {e}; use .png") from None  # e.g. grey as .xbm
+    except (ValueError, KeyError) as e:  # a format Pillow cannot write this image in
         raise VaekitError(f"cannot write {path} as {image_format}: {e}; use .png") from None
     return path
 

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaekit.config import apply_overrides, option
+from vaekit.config import MAX_SEED, apply_overrides, option
 from vaekit.errors import ConfigError
 
 
@@ -60,7 +60,7 @@ class VideoTrainConfig:
                                    low=1)
     max_minutes: float | None = option(None, "stop at the first checkpoint after this many minutes of training",
                                        low=0.0)
-    seed: int = option(0, "seed for initialization, sequences and latent samples", low=0, high=2**63 - 1)
+    seed: int = option(0, "seed for initialization, sequences and latent samples", low=0, high=MAX_SEED)
     threads: int | None = option(None, "torch CPU threads (default: torch's choice)", low=1)
 
 

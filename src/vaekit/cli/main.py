@@ -20,13 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vaekit.engine.files import check_output
+    from vaekit.engine.files import check_writable
     from vaekit.errors import VaekitError
 
     command = " ".join(filter(None, (args.command, getattr(args, "video_command", None))))  # "video train"
     try:
         if getattr(args, "out", None) and getattr(args, "out_kind", None):
-            check_output(args.out, args.out_kind)  # before any slow work
+            check_writable(args.out, args.out_kind)  # before any slow work
         args.func(args)
     except VaekitError as e:
         print(f"vaekit {command}: error: {e}", file=sys.stderr)
@@ -34,13 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vaekit {command}: interrupted", file=sys.stderr)
         return 130
-    except RuntimeError as e:  # torch's CPU allocator; anything else is a bug and keeps its traceback
-        if "can't allocate memory" not in str(e):
+    except (MemoryError, RuntimeError) as e:  # any other RuntimeError is a bug and keeps its traceback
+        if not out_of_memory(e):
             raise
         print(f"vaekit {command}: error: out of memory; ask for fewer images, steps or samples, or a smaller "
               "--batch-size", file=sys.stderr)
         return 2
     return 0
+
+
+def out_of_memory(error: Exception) -> bool:
+    """Python's MemoryError, torch's OutOfMemoryError (GPU) and its CPU allocator's RuntimeError
+    ("can't allocate memory" on Linux and macOS, "not enough memory" on Windows)."""
+    import torch
+
+    return (isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError))  # the latter: torch.OutOfMemoryError
+            or any(words in str(error) for words in ("can't allocate memory", "not enough memory")))
 
 
 if __name__ == "__main__":

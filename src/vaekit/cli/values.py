@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from vaekit.config import MAX_SEED
+
 
 def whole(low: int, high: int | None = None):
     """An integer within [low, high]."""
@@ -20,7 +22,6 @@ def whole(low: int, high: int | None = None):
             raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
 
-    parse.__name__ = "whole number"  # what argparse calls the type in its own messages
     return parse
 
 
@@ -42,7 +43,6 @@ def number(low: float | None = None, high: float | None = None, *, above: float 
                 raise argparse.ArgumentTypeError(f"must be {words} {bound:g}, got {value:g}")
         return value
 
-    parse.__name__ = "number"
     return parse
 
 
@@ -57,6 +57,5 @@ def whole_list(text: str) -> list[int]:
     return values
 
 
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 COUNT = whole(1)  # images, steps, neighbours, threads, batch sizes
-SEED = whole(0, MAX_SEED)
+SEED = whole(0, MAX_SEED)  # as the config's seed

@@ -25,7 +25,7 @@ def register(sub) -> None:
     gen.add_argument("-n", type=COUNT, default=4, help="number of clips, shown side by side (default: 4)")
     gen.add_argument("--frames", type=COUNT, default=30,
                      help="frames per clip, the opening ones included (default: 30)")
-    gen.add_argument("--context", type=int, default=1,
+    gen.add_argument("--context", type=COUNT, default=1,
                      help="real opening frames (fresh Moving MNIST, or the run's videos) (default: 1)")
     gen.add_argument("-o", "--out", required=True, help="output movie: .gif, or .mp4 (needs imageio-ffmpeg)")
     gen.add_argument("--fps", type=number(above=0.0), default=8.0, help="frames per second (default: 8)")
@@ -35,7 +35,7 @@ def register(sub) -> None:
     pred = vsub.add_parser("predict", help="several sampled futures of a clip, side by side")
     pred.add_argument("run")
     pred.add_argument("clip", help="video file (.gif, .mp4 ...) or folder of frame images")
-    pred.add_argument("--context", type=int, default=10, help="frames of the clip the model sees (default: 10)")
+    pred.add_argument("--context", type=COUNT, default=10, help="frames of the clip the model sees (default: 10)")
     pred.add_argument("--frames", type=COUNT, default=10, help="frames to predict (default: 10)")
     pred.add_argument("--samples", type=COUNT, default=3, help="sampled futures (default: 3)")
     pred.add_argument("-o", "--out", required=True, help="output movie: .gif, or .mp4 (needs imageio-ffmpeg)")

@@ -41,6 +41,8 @@ def compress(run: Run, images: torch.Tensor, names: list[str], latent_bits: int 
         raise DataError(f"lossless coding takes uint8 pixels, got {images.dtype}")
     if len(names) != len(images) or len(set(names)) != len(names):
         raise DataError("every image needs its own file name")
+    if not all(isinstance(n, str) and _plain_name(n) for n in names):
+        raise DataError("file names must be plain PNG names (name.png, no folders): decompress writes them")
     if not 1 <= latent_bits <= MAX_LATENT_BITS:
         raise VaekitError(f"latent_bits must lie in 1..{MAX_LATENT_BITS}, got {latent_bits}")
     coder = BitsBackCoder(run.model, latent_bits)

@@ -211,6 +211,8 @@ def compress(run: Run, images: list[torch.Tensor], names: list[str], quality: in
     q = quality_index(model, quality)
     if len(names) != len(images) or len(set(names)) != len(names):
         raise DataError("every image needs its own file name")
+    if not all(isinstance(n, str) and _plain_name(n) for n in names):
+        raise DataError("file names must be plain PNG names (name.png, no folders): decompress writes them")
     if refine_steps < 0:
         raise VaekitError(f"refinement steps must be 0 or more, got {refine_steps}")
     for image in images:

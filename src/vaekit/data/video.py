@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vaekit.data.transforms import resize_square, to_channels
-from vaekit.errors import DataError
+from vaekit.errors import DataError, first_line
 
 FRAME_SIZE = 64  # Moving MNIST's frame side
 SEQ_LEN = 20  # its sequence length
@@ -114,17 +114,17 @@ def _read_frames(path: Path) -> np.ndarray:
         if path.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv", ".webm") and not has_ffmpeg():
             raise DataError(f"reading {path.suffix} video needs imageio's ffmpeg plugin: "
                             "pip install imageio-ffmpeg (or vaekit[video])") from None
-        raise DataError(f"cannot read video {path}: {first_line(e)}") from None
+        raise DataError(f"cannot read video {path}: {reason(e)}") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read video {path}: {first_line(e)}") from None
+        raise DataError(f"cannot read video {path}: {reason(e)}") from None
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4) and path.suffix.lower() in FRAME_SUFFIXES):
         array = array[None]  # one still image
     return array
 
 
-def first_line(error: Exception) -> str:
-    """imageio's reason without the lines of plugins it suggests installing after it."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def reason(error: Exception) -> str:
+    """imageio's reason, without the lines of plugins it suggests installing after it."""
+    text = first_line(error)
     return "no installed reader recognises it (corrupt, or not a video)" if "Could not find a backend" in text else text
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from vaekit.config import Config
 from vaekit.engine.files import atomic_dir
-from vaekit.errors import CheckpointError, VaekitError
+from vaekit.errors import CheckpointError, VaekitError, first_line
 from vaekit.models.vae import ImageVAE
 from vaekit.registry import build_model
 
@@ -139,10 +139,15 @@ def load_model_weights(module: torch.nn.Module, sd: dict, source: Path) -> None:
         detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
                   else f"{wrong[0]} has shape {tuple(sd[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}")
         raise CheckpointError(f"the weights in {source} do not fit the model its config describes ({detail})")
-    broken = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if broken is not None:  # training never saves these (it skips non-finite steps): the file was damaged
-        raise CheckpointError(f"{source} holds non-finite weights ({broken})")
+    check_finite(sd, source)
     module.load_state_dict(sd)
+
+
+def check_finite(sd: dict, source: Path) -> None:
+    """Training never saves NaN or inf (it skips non-finite steps): a weight file holding them was damaged."""
+    broken = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise CheckpointError(f"{source} holds non-finite weights ({broken})")
 
 
 def load(run_dir: str | Path, ema: bool = True) -> Run:
@@ -173,10 +178,12 @@ def load_vae(run_dir: str | Path) -> Run:
 
 # the counters `--resume` continues from, and their types (a video run's state names its own)
 TRAINING_STATE = {"epoch": int, "step": int, "nonfinite_steps": int, "skipped_updates": int, "history": list}
+ADDED_LATER = {"skipped_updates": 0, "cpu_seconds": 0.0}  # counters runs saved by earlier versions lack
 
 
 def read_state(ckpt: Path, fields: dict[str, type | tuple] | None = None) -> dict:
-    """state.json as a dict whose `fields` (default: the history) are there with their types."""
+    """state.json as a dict whose `fields` (default: the history) are there with their types; a
+    counter added in a later version starts from its default."""
     path = ckpt / "state.json"
     if not path.is_file():
         raise CheckpointError(f"{ckpt} is missing state.json")
@@ -186,7 +193,10 @@ def read_state(ckpt: Path, fields: dict[str, type | tuple] | None = None) -> dic
         raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is corrupt (not a JSON object)")
-    for key, kind in (fields or {"history": list}).items():
+    fields = fields or {"history": list}
+    for key in fields.keys() & ADDED_LATER.keys():
+        state.setdefault(key, ADDED_LATER[key])
+    for key, kind in fields.items():
         value = state.get(key)
         if (not isinstance(value, kind) or isinstance(value, bool)
                 or isinstance(value, (int, float)) and not 0 <= value < math.inf):
@@ -211,15 +221,13 @@ def load_training_state(run_dir: str | Path, model: ImageVAE, optimizer: torch.o
             raise CheckpointError(f"{ckpt} holds no state for the {name} optimizer, so it cannot be resumed")
         restore_optimizer(opt, ckpt / f"optimizer-{name}.safetensors", meta)
     if ema is not None:
+        averaged = load_weights(ckpt / "ema.safetensors")
+        check_finite(averaged, ckpt / "ema.safetensors")
         try:
-            ema.load_state_dict(load_weights(ckpt / "ema.safetensors"))
+            ema.load_state_dict(averaged)
         except (KeyError, RuntimeError) as e:  # missing, extra or differently shaped weights
             raise CheckpointError(f"{ckpt / 'ema.safetensors'} does not fit this model ({first_line(e)})") from None
     return state
-
-
-def first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta) -> None:
@@ -248,15 +256,18 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta) -> Non
     _match_layouts(optimizer)
 
 
+IMPLEMENTATION = {"fused", "foreach", "capturable", "differentiable"}  # how, not what, an optimizer computes
+
+
 def _changed_setting(saved: list, fresh: list[dict]) -> str | None:
     """The first optimizer setting (betas, eps, amsgrad...) the saved groups hold other than the
     run's config gives, which the resumed run would otherwise train with; the learning rate only has
-    to be a number (the schedule sets it every step). Settings one torch version has and another
-    lacks are left to torch."""
+    to be a number (the schedule sets it every step). How the update is computed (fused, foreach...)
+    follows the installed torch, and settings one torch version has and another lacks are left to it."""
     if len(saved) != len(fresh):
         return "number of parameter groups"
     for group, own in zip(saved, fresh):
-        for key in group.keys() & own.keys():
+        for key in group.keys() & own.keys() - IMPLEMENTATION:
             value = group[key]
             if key == "lr" and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 return "lr"

@@ -20,7 +20,7 @@ def default_mode(base: int) -> int:
     return base & ~mask
 
 
-def check_output(path: str | Path, kind: str = "file") -> None:
+def check_writable(path: str | Path, kind: str = "file") -> None:
     """Refuse an output `path` (a `kind`: "file" or "folder") that cannot be written, in one sentence:
     commands call it before their slow part, the writers again before writing."""
     path = Path(path)
@@ -39,11 +39,22 @@ def check_output(path: str | Path, kind: str = "file") -> None:
 
 def make_parent(path: Path, kind: str) -> None:
     """Create the folder that will hold output `path`, or say why it cannot be there."""
-    check_output(path, kind)
+    check_writable(path, kind)
+    make_folder(path.parent, path)
+
+
+def make_folder(folder: Path, output: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except PermissionError:
-        raise VaekitError(f"cannot write {path}: permission denied") from None
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # permission denied, a read-only file system
+        raise VaekitError(f"cannot write {output}: {e.strerror}") from None
+
+
+def temporary_folder(parent: Path, output: Path) -> Path:
+    try:
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{output.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise VaekitError(f"cannot write {output}: {e.strerror}") from None
 
 
 @contextmanager
@@ -81,7 +92,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Fill a temporary folder, then swap it in for `path` (the old one is removed last)."""
     path = Path(path)
     make_parent(path, "folder")
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = temporary_folder(path.parent, path)
     old = path.with_name(path.name + ".old")
     try:
         yield tmp
@@ -97,20 +108,26 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def staged_folder(path: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `path`; when the block succeeds, move its files into
-    `path` (made if missing; files already there under other names stay), else remove it: a failure
-    on the tenth image of a folder leaves none of the first nine behind."""
+    """Yield an empty temporary folder inside `path` (made if missing; on its file system, where
+    renames are atomic); when the block succeeds, move its files up into `path` (files already there
+    under other names stay). On failure nothing arrives, and a `path` made for it is removed: a
+    failure on the tenth image of a folder leaves none of the first nine behind."""
     path = Path(path)
-    make_parent(path, "folder")
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    check_writable(path, "folder")
+    made = not path.exists()
+    make_folder(path, path)
+    tmp = temporary_folder(path, path)
+    done = False
     try:
         yield tmp
-        path.mkdir(exist_ok=True)
         files = sorted(tmp.iterdir())
         in_the_way = next((path / f.name for f in files if (path / f.name).is_dir()), None)
         if in_the_way is not None:  # found before any file moves, not halfway
             raise VaekitError(f"cannot write {in_the_way}: a folder of that name is in the way")
         for file in files:
             os.replace(file, path / file.name)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not done:
+            shutil.rmtree(path, ignore_errors=True)
