@@ -380,6 +380,10 @@ def test_a_folder_is_restored_whole_or_not_at_all(runs, tmp_path, capsys):
     Image.open(folder / "a.png").save(folder / "a.bmp")  # would also be written to a.png
     assert main(["denoise", str(runs["noise"]), str(folder), "-o", str(tmp_path / "out2")]) == 2
     assert "two images named a" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+    (folder / "a.bmp").unlink()
+    (folder / "b.png").write_bytes(b"\x89PNG not really")
+    assert main(["denoise", str(runs["noise"]), str(folder), "-o", str(tmp_path / "new/deeper/out")]) == 2
+    assert not (tmp_path / "new").exists()  # the folders made for the output went with it
 
 
 def test_cli_crops(tmp_path):

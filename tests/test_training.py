@@ -288,6 +288,11 @@ def test_resume_refuses_an_edited_state_and_leaves_the_checkpoint_as_it_was(trai
     # what earlier versions and other torch builds saved: no skipped_updates, foreach instead of fused
     old = edited("old", state_edit=lambda s: (s.pop("skipped_updates"),
                                                s["optimizer"]["param_groups"][0].update(fused=None, foreach=True)))
+    fresh = trainer.make_optimizer(build_model(config.model), config.train).param_groups[0]
+    restored = trainer.make_optimizer(build_model(config.model), config.train)
+    checkpoint.restore_optimizer(restored, old / "checkpoint/optimizer.safetensors",
+                                 json.loads((old / "checkpoint/state.json").read_text())["optimizer"])
+    assert all(restored.param_groups[0][key] == fresh[key] for key in ("fused", "foreach"))  # the installed torch's
     assert len(fit(config, old, resume=True, progress=False).history) == 3
     ema_file = edited("ema") / "checkpoint/ema.safetensors"
     ema = load_file(ema_file)

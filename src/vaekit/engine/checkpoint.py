@@ -244,6 +244,8 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, path: Path, meta) -> Non
         optimizer.load_state_dict(state_dict)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} and its state.json entry do not fit this model's optimizer ({e})") from None
+    for group, own in zip(optimizer.param_groups, fresh):  # load_state_dict kept the saved ones
+        group.update({key: own[key] for key in IMPLEMENTATION & own.keys()})
     names = {key: None for st in optimizer.state.values() for key in st}
     for p, st in optimizer.state.items():
         bad = next((k for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape), None)

@@ -50,9 +50,9 @@ def make_folder(folder: Path, output: Path) -> None:
         raise VaekitError(f"cannot write {output}: {e.strerror}") from None
 
 
-def temporary_folder(parent: Path, output: Path) -> Path:
+def temporary_folder(parent: Path, output: Path, prefix: str | None = None) -> Path:
     try:
-        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{output.name}.", suffix=".tmp"))
+        return Path(tempfile.mkdtemp(dir=parent, prefix=prefix or f".{output.name}.", suffix=".tmp"))
     except OSError as e:
         raise VaekitError(f"cannot write {output}: {e.strerror}") from None
 
@@ -110,15 +110,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def staged_folder(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder inside `path` (made if missing; on its file system, where
     renames are atomic); when the block succeeds, move its files up into `path` (files already there
-    under other names stay). On failure nothing arrives, and a `path` made for it is removed: a
-    failure on the tenth image of a folder leaves none of the first nine behind."""
+    under other names stay). If the block fails nothing arrives, and the folders made for it are
+    removed: a failure on the tenth image of a folder leaves none of the first nine behind. (A rename
+    that fails midway, after all were written, is not undone.)"""
     path = Path(path)
     check_writable(path, "folder")
-    made = not path.exists()
+    made = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)  # the topmost new folder
     make_folder(path, path)
-    tmp = temporary_folder(path, path)
-    done = False
+    tmp, done = None, False
     try:
+        tmp = temporary_folder(path, path, prefix=".vaekit-")
         yield tmp
         files = sorted(tmp.iterdir())
         in_the_way = next((path / f.name for f in files if (path / f.name).is_dir()), None)
@@ -128,6 +129,7 @@ def staged_folder(path: str | Path) -> Iterator[Path]:
             os.replace(file, path / file.name)
         done = True
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if made and not done:
-            shutil.rmtree(path, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None and not done:
+            shutil.rmtree(made, ignore_errors=True)

@@ -27,6 +27,7 @@ def project_2d(latents: torch.Tensor | np.ndarray, method: str = "auto", seed: i
     ("identity") when D <= 2, else PCA. One dimension is shown against zero."""
     if method not in METHODS:
         raise DataError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
+    seed %= 2**32  # scikit-learn's random_state is 32-bit; vaekit's seeds are torch's 64-bit ones
     z = np.asarray(latents, dtype=np.float64)
     if z.ndim != 2 or len(z) == 0:
         raise DataError("a latent map needs at least one (N, D) latent")
