@@ -222,6 +222,13 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(run_dir, cap
                                                                                         "sub"]
 
 
+def test_a_report_arrives_whole_or_not_at_all(capsys, tmp_path):
+    (tmp_path / "r" / "metrics.json").mkdir(parents=True)  # in the way of the last file but one
+    assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 2  # after training, with its progress bars
+    assert "a folder of that name is in the way" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint", "metrics.json", "metrics.jsonl"]
+
+
 def test_running_out_of_memory_is_one_sentence(run_dir, capsys, tmp_path, monkeypatch):
     import vaekit.imaging
 

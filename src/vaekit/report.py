@@ -12,7 +12,7 @@ import torch
 from vaekit.config import scored_binarized
 from vaekit.engine.batches import binarize_once, to_unit
 from vaekit.engine.checkpoint import Run
-from vaekit.engine.files import atomic_path, write_json, write_text
+from vaekit.engine.files import atomic_path, staged_folder, write_json, write_text
 from vaekit.imaging import save_grid
 from vaekit.metrics import evaluate
 from vaekit.models.conditional import ConditionalVAE
@@ -54,11 +54,19 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
                  iwae_k: int = 100, progress: bool = True, split: str = "held-out") -> Path:
     """Write the run's pictures, metrics.json and index.html; `held_out` are uint8 images the
     model did not train on, or, where the run kept none, some it did, with `split` saying so.
-    Returns the path of index.html."""
+    The files arrive together once all are made. Returns the path of index.html."""
     out = Path(out_dir or run.path)
+    with staged_folder(out) as staged:
+        if isinstance(run.model, TransformCodec):  # a lossy codec: reconstructions and rate per quality level
+            codec_report(run, held_out, staged, split)
+        else:
+            vae_report(run, held_out, staged, seed, iwae_k, progress, split)
+    return out / "index.html"
+
+
+def vae_report(run: Run, held_out: torch.Tensor, out: Path, seed: int, iwae_k: int, progress: bool,
+               split: str) -> None:
     model = run.model.eval()
-    if isinstance(model, TransformCodec):  # a lossy codec: reconstructions and rate per quality level
-        return codec_report(run, held_out, out, split)
     binarize = scored_binarized(run.config)
     x = to_unit(held_out[:1000])  # pictures show the images as they are; metrics use the protocol's binarization
     g = torch.Generator().manual_seed(seed)
@@ -74,7 +82,6 @@ def write_report(run: Run, held_out: torch.Tensor, out_dir: str | Path | None = 
     metrics = {"split": split, **evaluate(model, x, iwae_k=iwae_k, generator=g, progress=progress)}
     write_json(out / "metrics.json", metrics)
     write_text(out / "index.html", render_html(run, metrics, list(files)))
-    return out / "index.html"
 
 
 IWAE_SECONDS = 60  # what the report's metrics may cost, so a slow model's report stays quick
@@ -106,7 +113,7 @@ def unconditional_pictures(model, x: torch.Tensor, g: torch.Generator, out: Path
     }
 
 
-def codec_report(run: Run, held_out: torch.Tensor, out: Path, split: str) -> Path:
+def codec_report(run: Run, held_out: torch.Tensor, out: Path, split: str) -> None:
     """metrics.json (estimated bpp and PSNR per quality level on held-out images), the loss curve,
     and held-out images (top row) over their decoded versions at each quality (rows below)."""
     from vaekit.codecs.lossy import estimate
@@ -121,7 +128,6 @@ def codec_report(run: Run, held_out: torch.Tensor, out: Path, split: str) -> Pat
                "psnr_db": [m["psnr_db"] for m in levels], "lmbda": list(run.model.lambdas)}
     write_json(out / "metrics.json", metrics)
     write_text(out / "index.html", render_html(run, metrics, list(files)))
-    return out / "index.html"
 
 
 CAPTIONS = {
