@@ -229,6 +229,16 @@ def test_a_report_arrives_whole_or_not_at_all(capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint", "metrics.json", "metrics.jsonl"]
 
 
+def test_a_run_on_one_image_gets_a_report_without_the_interpolation(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "1")  # a stray RANK without torchrun's WORLD_SIZE: still one process, with its report
+    assert main(["train", "--data", "digits", "--limit", "1", "--val-fraction", "0", "--epochs", "1", "--hidden-dims",
+                 "16", "--latent-dim", "2", "--out", str(tmp_path / "one")]) == 0
+    assert (tmp_path / "one/index.html").exists() and not (tmp_path / "one/interpolation.png").exists()
+    capsys.readouterr()
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    assert "WORLD_SIZE must be a positive number" in error_of(capsys, ["train", *TINY, "--out", str(tmp_path / "w")])
+
+
 def test_running_out_of_memory_is_one_sentence(run_dir, capsys, tmp_path, monkeypatch):
     import vaekit.imaging
 

@@ -392,6 +392,8 @@ def test_cli_crops(tmp_path):
     save_png(photos / "a.png", np.zeros((30, 40, 3), np.uint8))
     save_png(photos / "b.png", np.full((20, 25, 3), 200, np.uint8))
     assert main(["crops", str(photos), "-o", str(tmp_path / "c.npy"), "--size", "16", "--count", "6"]) == 0
+    assert main(["crops", str(photos), "-o", str(tmp_path / "c.png"), "--size", "16", "--count", "6"]) == 2
+    assert not (tmp_path / "c.png").exists()  # a .npy under another name would not load as a dataset
     crops = np.load(tmp_path / "c.npy")
     assert crops.shape == (6, 3, 16, 16) and crops.dtype == np.uint8
     assert vaekit.load_dataset(str(tmp_path / "c.npy")).images.shape == (6, 3, 16, 16)

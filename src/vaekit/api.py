@@ -16,7 +16,8 @@ def train(config: Config | dict | None = None, out: str | Path = "runs/vaekit", 
     config = config if isinstance(config, Config) else Config.from_dict(config or {})
     data = prepare_data(config, progress=progress)
     run = fit(config, out, resume=resume, progress=progress, data=data)
-    if report and os.environ.get("RANK", "0") == "0":  # under torchrun, one process writes the report
+    alone = os.environ.get("WORLD_SIZE", "1") == "1"  # as distributed.setup decides: a stray RANK means nothing
+    if report and (alone or os.environ.get("RANK") == "0"):  # under torchrun, one process writes the report
         # val_fraction 0 kept no images back: the report scores some training images, and says so
         images, split = (data.val, "held-out") if len(data.val) else (data.train[-1000:], "training (val_fraction 0)")
         write_report(run, images, progress=progress, split=split)

@@ -102,15 +102,17 @@ def affordable_images(model, x: torch.Tensor, iwae_k: int) -> int:
 
 
 def unconditional_pictures(model, x: torch.Tensor, g: torch.Generator, out: Path) -> dict[str, Path]:
-    return {
+    pictures = {
         "samples.png": save_grid(out / "samples.png", model.sample(64, generator=g), nrow=8),
         "reconstructions.png": save_grid(out / "reconstructions.png",
                                          torch.cat([x[:16], model.reconstruct(x[:16])]), nrow=16),
-        "interpolation.png": save_grid(out / "interpolation.png", torch.cat(
-            [interpolate(model, x[2 * i], x[2 * i + 1], steps=10) for i in range(min(4, len(x) // 2))]), nrow=10),
-        "traversal.png": save_grid(out / "traversal.png",
-                                   traverse(model, most_active_dims(model, x, 8), steps=9), nrow=9),
     }
+    if len(x) >= 2:  # a pair of held-out images to interpolate between
+        pictures["interpolation.png"] = save_grid(out / "interpolation.png", torch.cat(
+            [interpolate(model, x[2 * i], x[2 * i + 1], steps=10) for i in range(min(4, len(x) // 2))]), nrow=10)
+    dims = most_active_dims(model, x, 8)
+    pictures["traversal.png"] = save_grid(out / "traversal.png", traverse(model, dims, steps=9), nrow=9)
+    return pictures
 
 
 def codec_report(run: Run, held_out: torch.Tensor, out: Path, split: str) -> None:

@@ -55,6 +55,9 @@ def cmd_quality(args) -> None:
         train_images, real = train.images[keep], train.images[held_out]
         labels = train.labels[keep] if train.labels is not None else None
     run.model.check_images(real[:1].float())
+    if len(real) < 2:  # before the classifier is trained
+        raise VaekitError(f"the {'test split' if real is test.images else 'held-out part of the data'} has "
+                          f"{len(real)} image(s); the Fréchet distance needs at least 2")
     classifier = feature_classifier(train_images, labels, name, cache_dir=args.classifier_dir,
                                     spec=ClassifierSpec(seed=args.seed))
     result = {"data": name, "real": "test split" if real is test.images else "held-out part of the data",

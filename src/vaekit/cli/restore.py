@@ -237,6 +237,8 @@ def cmd_crops(args) -> None:
     from vaekit.errors import VaekitError
     from vaekit.tasks.restore import random_crops
 
+    if Path(args.out).suffix != ".npy":  # what `vaekit train --data` reads it by
+        raise VaekitError(f"the output {args.out} must be a .npy file")
     try:
         scales = tuple(float(v) for v in args.scales.split(","))
     except ValueError:

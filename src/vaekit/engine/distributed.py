@@ -43,9 +43,15 @@ class World:
 
 def setup(batch_size: int, iwae_k: int) -> World:
     """Join the process group torchrun describes, or run alone."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = os.environ.get("WORLD_SIZE", "1")
+    if not size.isdigit() or int(size) < 1:
+        raise ConfigError(f"WORLD_SIZE must be a positive number of processes (torchrun sets it), got {size!r}")
+    size = int(size)
     if size == 1:
         return World()
+    if not os.environ.get("RANK", "").isdigit() or not int(os.environ["RANK"]) < size:
+        raise ConfigError(f"RANK must be a process number below WORLD_SIZE ({size}) (torchrun sets both), got "
+                          f"{os.environ.get('RANK')!r}")
     if batch_size % size:
         raise ConfigError(f"train.batch_size ({batch_size}) must be divisible by the {size} processes")
     if iwae_k > 1:
