@@ -10,7 +10,7 @@ from vaekit.engine import checkpoint, trainer
 from vaekit.engine.batches import batches
 from vaekit.engine.distributed import World
 from vaekit.engine.trainer import fit
-from vaekit.errors import CheckpointError, TrainingError
+from vaekit.errors import CheckpointError, ConfigError, TrainingError
 from vaekit.registry import build_model
 from conftest import tiny_config
 
@@ -300,6 +300,18 @@ def test_resume_refuses_an_edited_state_and_leaves_the_checkpoint_as_it_was(trai
     save_file(ema, ema_file)
     with pytest.raises(CheckpointError, match="ema.safetensors does not fit this model"):
         fit(config, tmp_path / "ema", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"iwae_k": 3, "beta": 4.0}, r"IWAE training \(iwae_k > 1\) does not use beta; leave it"),
+    ({"iwae_k": 3, "occlusion": "blocks", "kl_warmup_epochs": 1.0}, "does not use kl_warmup_epochs, occlusion"),
+    ({"model": "hyperprior", "free_bits": 1.0, "noise": "gaussian"},
+     "--model hyperprior does not use free_bits, noise or occlusion; leave them"),
+])
+def test_settings_the_objective_would_ignore_are_refused(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        fit(tiny_config(**overrides), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_files(trained_run):

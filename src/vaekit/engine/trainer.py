@@ -19,7 +19,7 @@ from vaekit.data import ImageDataset, load_dataset
 from vaekit.engine import checkpoint, distributed, precision
 from vaekit.engine.batches import batches, epoch_generator, split_validation, to_unit
 from vaekit.engine.files import write_text
-from vaekit.errors import CheckpointError, TrainingError
+from vaekit.errors import CheckpointError, ConfigError, TrainingError
 from vaekit.losses import LossTerms, elbo_loss, iwae_loss, rate_distortion_loss
 from vaekit.models.transform import TransformCodec
 from vaekit.models.vae import ImageVAE
@@ -216,6 +216,7 @@ class Trainer:
     def check_config(config: Config, world: distributed.World) -> None:
         """Refuse settings this loop cannot train, before any data is loaded."""
         precision.check_supported(config)
+        check_objective(config)
 
     def run_epoch(self, epoch: int) -> None:
         tc = self.tc
@@ -310,6 +311,25 @@ class Trainer:
             val = f", val -ELBO {h['val_neg_elbo_nats']:.2f}" if h["val_neg_elbo_nats"] is not None else ""
             tqdm.write(f"epoch {epoch + 1}/{epochs}: train -ELBO {h['train_neg_elbo_nats']:.2f} nats{val} "
                        f"({h['images_per_second']:.0f} images/s)")
+
+
+def check_objective(config: Config) -> None:
+    """Refuse settings the training objective would ignore without a word: a lossy codec trains
+    rate + lambda * distortion, and the IWAE bound has no KL term to weigh and no pixel weights."""
+    tc, mechanism = config.train, config.mechanism
+    kl_settings = [("beta", tc.beta != 1), ("free_bits", tc.free_bits > 0),
+                   ("kl_warmup_epochs", tc.kl_warmup_epochs > 0)]
+    if config.model.arch in CODEC_ARCHITECTURES:
+        objective, unused = f"--model {config.model.arch}", [*kl_settings, ("iwae_k", tc.iwae_k > 1),
+                                                             ("noise or occlusion", mechanism.active)]
+    elif tc.iwae_k > 1:
+        objective, unused = "IWAE training (iwae_k > 1)", [*kl_settings, ("occlusion", mechanism.occlusion != "none")]
+    else:
+        return
+    names = [name for name, set_by_user in unused if set_by_user]
+    if names:
+        raise ConfigError(f"{objective} does not use {', '.join(names)}; leave {'it' if len(names) == 1 else 'them'} "
+                          "at the default")
 
 
 def skip_step(state: dict, tc, epoch: int, run_dir: Path) -> None:
