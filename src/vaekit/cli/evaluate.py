@@ -40,7 +40,7 @@ def cmd_eval(args) -> None:
     from vaekit.config import scored_binarized
     from vaekit.engine.checkpoint import load_vae
     from vaekit.data import load_dataset
-    from vaekit.engine.files import check_writable, write_json
+    from vaekit.engine.files import write_json
     from vaekit.engine.partial_eval import evaluation_key, resume_partial
     from vaekit.errors import VaekitError
     from vaekit.metrics import evaluate
@@ -48,8 +48,6 @@ def cmd_eval(args) -> None:
 
     if args.partial and args.out and Path(args.partial).resolve() == Path(args.out).resolve():
         raise VaekitError("--partial and -o name the same file; the partial scores need their own")
-    if args.partial:
-        check_writable(args.partial)  # before hours of scoring, not at the first save
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_vae(args.run)

@@ -39,10 +39,7 @@ def compress(run: Run, images: torch.Tensor, names: list[str], latent_bits: int 
     """Code uint8 images (N, C, H, W) of the run's image shape into one bits-back stream."""
     if images.dtype != torch.uint8:
         raise DataError(f"lossless coding takes uint8 pixels, got {images.dtype}")
-    if len(names) != len(images) or len(set(names)) != len(names):
-        raise DataError("every image needs its own file name")
-    if not all(isinstance(n, str) and _plain_name(n) for n in names):
-        raise DataError("file names must be plain PNG names (name.png, no folders): decompress writes them")
+    check_names(names, len(images))
     if not 1 <= latent_bits <= MAX_LATENT_BITS:
         raise VaekitError(f"latent_bits must lie in 1..{MAX_LATENT_BITS}, got {latent_bits}")
     coder = BitsBackCoder(run.model, latent_bits)
@@ -128,6 +125,14 @@ def unpack_names(packed, count: int) -> list:
         prefix, width, suffix = str(packed["prefix"]), int(packed["width"]), str(packed["suffix"])
         return [f"{prefix}{i:0{width}d}{suffix}" for i in range(count)]
     return list(packed)
+
+
+def check_names(names: list[str], count: int) -> None:
+    """One plain PNG name per image, each its own: decompress writes files by them."""
+    if len(names) != count or len(set(names)) != len(names):
+        raise DataError("every image needs its own file name")
+    if not all(isinstance(n, str) and _plain_name(n) for n in names):
+        raise DataError("file names must be plain PNG names (name.png, no folders): decompress writes them")
 
 
 def _plain_name(name: str) -> bool:

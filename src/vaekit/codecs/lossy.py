@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from vaekit.codecs.ans import AnsCoder, from_bytes, on_grid, one_thread, to_bytes
 from vaekit.codecs.container import CompressedFileError, Container, check_model
-from vaekit.codecs.lossless import _plain_name, pack_names, unpack_names, run_lengths
+from vaekit.codecs.lossless import _plain_name, check_names, pack_names, unpack_names, run_lengths
 from vaekit.codecs.refine import refine_latents
 from vaekit.engine.checkpoint import Run, model_fingerprint
 from vaekit.errors import DataError, VaekitError
@@ -209,10 +209,7 @@ def compress(run: Run, images: list[torch.Tensor], names: list[str], quality: in
     refine_steps > 0 fits each image's latents to it first (slower encoding, same decoder)."""
     model = codec_of(run)
     q = quality_index(model, quality)
-    if len(names) != len(images) or len(set(names)) != len(names):
-        raise DataError("every image needs its own file name")
-    if not all(isinstance(n, str) and _plain_name(n) for n in names):
-        raise DataError("file names must be plain PNG names (name.png, no folders): decompress writes them")
+    check_names(names, len(images))
     if refine_steps < 0:
         raise VaekitError(f"refinement steps must be 0 or more, got {refine_steps}")
     for image in images:

@@ -41,6 +41,12 @@ class World:
             dist.barrier()
 
 
+def is_main_process() -> bool:
+    """The process that writes once for all: the only one, or rank 0 of torchrun's (a RANK without
+    WORLD_SIZE is no process group, as `setup` decides)."""
+    return os.environ.get("WORLD_SIZE", "1") == "1" or os.environ.get("RANK") == "0"
+
+
 def setup(batch_size: int, iwae_k: int) -> World:
     """Join the process group torchrun describes, or run alone."""
     size = os.environ.get("WORLD_SIZE", "1")

@@ -20,15 +20,23 @@ def default_mode(base: int) -> int:
     return base & ~mask
 
 
+@contextmanager
+def writing(output: Path) -> Iterator[None]:
+    """A file-system error (a name too long, permission denied, a read-only disk) while preparing
+    `output`, as one sentence."""
+    try:
+        yield
+    except OSError as e:
+        raise VaekitError(f"cannot write {output}: {e.strerror}") from None
+
+
 def check_writable(path: str | Path, kind: str = "file") -> None:
     """Refuse an output `path` (a `kind`: "file" or "folder") that cannot be written, in one sentence:
     commands call it before their slow part, the writers again before writing."""
     path = Path(path)
-    try:
+    with writing(path):
         is_dir, exists = path.is_dir(), path.exists()
         file = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    except OSError as e:  # a name too long for the file system
-        raise VaekitError(f"cannot write {path}: {e.strerror}") from None
     if kind == "file" and is_dir:
         raise VaekitError(f"the output {path} is a folder; give a file name")
     if kind == "folder" and exists and not is_dir:
@@ -40,21 +48,13 @@ def check_writable(path: str | Path, kind: str = "file") -> None:
 def make_parent(path: Path, kind: str) -> None:
     """Create the folder that will hold output `path`, or say why it cannot be there."""
     check_writable(path, kind)
-    make_folder(path.parent, path)
-
-
-def make_folder(folder: Path, output: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # permission denied, a read-only file system
-        raise VaekitError(f"cannot write {output}: {e.strerror}") from None
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def temporary_folder(parent: Path, output: Path, prefix: str | None = None) -> Path:
-    try:
+    with writing(output):
         return Path(tempfile.mkdtemp(dir=parent, prefix=prefix or f".{output.name}.", suffix=".tmp"))
-    except OSError as e:
-        raise VaekitError(f"cannot write {output}: {e.strerror}") from None
 
 
 @contextmanager
@@ -62,10 +62,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     path = Path(path)
     make_parent(path, "file")
-    try:
+    with writing(path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:  # a name too long for the file system, a read-only folder
-        raise VaekitError(f"cannot write {path}: {e.strerror}") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -116,7 +114,8 @@ def staged_folder(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     check_writable(path, "folder")
     made = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)  # the topmost new folder
-    make_folder(path, path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
     tmp, done = None, False
     try:
         tmp = temporary_folder(path, path, prefix=".vaekit-")
